@@ -1,0 +1,1 @@
+"""One module per `irreid-edge` subcommand (see runtime/cli.py)."""
