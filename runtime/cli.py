@@ -53,4 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Through the package, not this __main__ copy: commands raise runtime.cli.UserError.
+    from runtime.cli import main as _main
+
+    raise SystemExit(_main())

@@ -20,7 +20,7 @@ fi
 echo "setup: installing irreid-edge[train,export,dev]"
 "$VPY" -m pip install -q -e ".[train,export,dev]"
 # Type stubs for TensorRT only: their dependency `tensorrt` cannot install off NVIDIA hardware.
-"$VPY" -m pip install -q --no-deps tensorrt-stubs
+"$VPY" -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
 
 # System libraries for the native runtime (runtime/cpp); its tests skip with a reason without them.
 if [ -f scripts/apt-packages.txt ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

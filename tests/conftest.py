@@ -19,7 +19,10 @@ SHARED_MARKET = ROOT.parent / "shared" / "data" / "market1501-dev"
 
 
 def _has_tensorrt() -> bool:
-    return importlib.util.find_spec("tensorrt") is not None
+    # Not find_spec("tensorrt"): the type stubs CI installs make a bare tensorrt/ folder that it finds.
+    from runtime.trt_compat import tensorrt_available
+
+    return tensorrt_available()
 
 
 def _has_cuda_gpu() -> bool:

@@ -1,0 +1,127 @@
+"""From a DataConfig to training records and a validation split (never the test gallery).
+
+Validation, used for model selection (METHOD.md §Data and training):
+- SYSU-MM01 layout (``sysu`` and ``synthetic``): the ids of ``exp/val_id.txt``; queries = their IR
+  images, gallery = one colour image per (id, camera) drawn as the test protocol draws it
+  (``random.seed(0)``, ids and cameras ascending, ``random.choice`` over sorted files); scored with
+  the ``sysu`` protocol.
+- Market-1501 (pseudo-IR): every 10th identity (sorted) is held out; queries = its pseudo-IR images,
+  gallery = its colour images (disjoint cameras, so no camera filtering: ``regdb`` protocol).
+- RegDB has no validation split in its protocol: none is made, the last epoch is kept, and the
+  log says so.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import DataConfig, default_cache_dir
+from .data.market import read_market
+from .data.records import Record
+from .data.regdb import read_regdb
+from .data.sysu import read_sysu
+
+__all__ = ["PreparedData", "prepare_data", "synthetic_root"]
+
+
+@dataclass
+class PreparedData:
+    root: str
+    train: list[Record]
+    val_queries: list[Record] = field(default_factory=list)
+    val_gallery: list[Record] = field(default_factory=list)
+    val_protocol: str = "sysu"
+    has_test_split: bool = False  # a SYSU-layout test split exists (sysu, synthetic)
+
+    @property
+    def num_classes(self) -> int:
+        return len({r.pid for r in self.train})
+
+    @property
+    def has_val(self) -> bool:
+        return bool(self.val_queries and self.val_gallery)
+
+
+def synthetic_root(cfg: DataConfig) -> Path:
+    if cfg.root:
+        return Path(cfg.root)
+    return default_cache_dir() / f"synthetic-ids{cfg.synthetic_ids}-seed{cfg.synthetic_seed}"
+
+
+def _ensure_synthetic(cfg: DataConfig, is_main: bool) -> Path:
+    """A given root is read as it is; with none, the demo's dataset is generated into the cache once."""
+    root = synthetic_root(cfg)
+    if cfg.root:
+        return root
+    if is_main:
+        from .data.synthetic import generate
+
+        generate(root, ids=cfg.synthetic_ids, seed=cfg.synthetic_seed)  # no-op when already complete
+    return root
+
+
+def single_shot_gallery(records: list[Record], seed: int = 0) -> list[Record]:
+    """One colour image per (id, camera), drawn as the SYSU test protocol draws its gallery."""
+    by = defaultdict(list)
+    for r in records:
+        if r.modality == 0:
+            by[(r.pid, r.camid)].append(r)
+    rng = random.Random(seed)
+    out = []
+    for key in sorted(by):
+        files = sorted(by[key], key=lambda r: r.path)
+        out.append(rng.choice(files))
+    return out
+
+
+def _sysu_like(root: Path, cfg: DataConfig) -> PreparedData:
+    if not cfg.val_split:
+        return PreparedData(str(root), read_sysu(root, "trainval"), has_test_split=True)
+    val = read_sysu(root, "val")
+    return PreparedData(
+        str(root), read_sysu(root, "train"),
+        val_queries=[r for r in val if r.modality == 1],
+        val_gallery=single_shot_gallery(val),
+        val_protocol="sysu", has_test_split=True,
+    )
+
+
+def _market(root: Path, cfg: DataConfig) -> PreparedData:
+    recs = read_market(root, "train", ir_cams=tuple(cfg.market_ir_cams), pseudo_ir=cfg.pseudo_ir)
+    if not cfg.val_split:
+        return PreparedData(str(root), recs)
+    held = set(sorted({r.pid for r in recs})[::10])
+    val = [r for r in recs if r.pid in held]
+    return PreparedData(
+        str(root), [r for r in recs if r.pid not in held],
+        val_queries=[r for r in val if r.modality == 1],
+        val_gallery=[r for r in val if r.modality == 0],
+        val_protocol="regdb",
+    )
+
+
+def _add_market(data: PreparedData, cfg: DataConfig) -> PreparedData:
+    """The paper's extra training ids: Market-1501 with half its cameras as pseudo-IR."""
+    extra = read_market(cfg.extra_market_root, "train", ir_cams=tuple(cfg.market_ir_cams), pseudo_ir=cfg.pseudo_ir)
+    offset = max(r.pid for r in data.train) + 1
+    data.train += [Record(r.path, r.pid + offset, r.camid, r.modality, r.pseudo_ir) for r in extra]
+    return data
+
+
+def prepare_data(cfg: DataConfig, is_main: bool = True) -> PreparedData:
+    if cfg.name == "synthetic":
+        data = _sysu_like(_ensure_synthetic(cfg, is_main), cfg)
+    elif cfg.name == "sysu":
+        data = _sysu_like(Path(str(cfg.root)), cfg)
+    elif cfg.name == "regdb":
+        data = PreparedData(str(cfg.root), read_regdb(str(cfg.root), cfg.regdb_trial, "train"), val_protocol="regdb")
+    elif cfg.name == "market":
+        data = _market(Path(str(cfg.root)), cfg)
+    else:  # config validation lists the valid names first; this guards direct callers
+        raise ValueError(f"data.name={cfg.name!r} is invalid; valid values: synthetic, sysu, regdb, market")
+    if cfg.extra_market_root:
+        data = _add_market(data, cfg)
+    return data
