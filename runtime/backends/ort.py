@@ -1,0 +1,99 @@
+"""ONNX Runtime backend: TensorRT EP, CUDA EP or CPU, one InferenceSession per graph."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ORT_BACKENDS", "OrtRunner", "available_providers"]
+
+#: backend name -> the execution providers asked for, best first (ORT falls back along the list)
+ORT_BACKENDS: dict[str, tuple[str, ...]] = {
+    "onnxruntime-tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+    "onnxruntime-cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "onnxruntime-cpu": ("CPUExecutionProvider",),
+}
+_PROVIDER_TO_BACKEND = {
+    "TensorrtExecutionProvider": "onnxruntime-tensorrt",
+    "CUDAExecutionProvider": "onnxruntime-cuda",
+    "CPUExecutionProvider": "onnxruntime-cpu",
+}
+
+
+def available_providers() -> list[str]:
+    """ONNX Runtime's providers in this environment ([] when onnxruntime is not importable)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return []
+    return list(ort.get_available_providers())
+
+
+def _provider_options(provider: str, cache_dir: Path | None, precision: str) -> dict[str, Any]:
+    if provider != "TensorrtExecutionProvider" or cache_dir is None:
+        return {}
+    # The TensorRT EP builds engines when the session starts: cache them (and the timing cache) so
+    # only the first start on a device pays for the build. Precision lives in the graph; the fp16
+    # flag only lets TensorRT pick fp16 kernels for an fp16 graph on TensorRT versions that need it.
+    return {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache_dir),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(cache_dir),
+        "trt_fp16_enable": precision == "fp16",
+        "trt_int8_enable": precision == "int8",
+    }
+
+
+class OrtRunner:
+    """One ONNX Runtime session; ``backend`` says which provider actually runs it."""
+
+    def __init__(self, path: str | os.PathLike[str], backend: str = "onnxruntime-cpu",
+                 threads: int | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                 precision: str = "fp32") -> None:
+        import onnxruntime as ort
+
+        if backend not in ORT_BACKENDS:
+            raise ValueError(f"ONNX Runtime backend {backend!r} is invalid; valid values: {', '.join(ORT_BACKENDS)}")
+        available = set(ort.get_available_providers())
+        wanted = [p for p in ORT_BACKENDS[backend] if p in available]
+        if not wanted or wanted[0] != ORT_BACKENDS[backend][0]:
+            raise ValueError(f"{backend}: ONNX Runtime here has no {ORT_BACKENDS[backend][0]} "
+                             f"(available: {', '.join(sorted(available))}); install onnxruntime-gpu or use "
+                             f"--backend onnxruntime-cpu")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        cache = Path(cache_dir) if cache_dir is not None else None
+        if cache is not None and wanted[0] == "TensorrtExecutionProvider":
+            cache.mkdir(parents=True, exist_ok=True)
+        providers = [(p, _provider_options(p, cache, precision)) for p in wanted]
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        # ORT falls back silently when a provider's libraries are missing: report what really runs.
+        self.backend = _PROVIDER_TO_BACKEND.get(self.session.get_providers()[0], "onnxruntime-cpu")
+        inp = self.session.get_inputs()[0]
+        self.input_name: str = inp.name
+        self.input_shape: tuple[Any, ...] = tuple(inp.shape)
+        self.input_type: str = inp.type
+        self.output_name: str = self.session.get_outputs()[0].name
+        self.output_shape: tuple[Any, ...] = tuple(self.session.get_outputs()[0].shape)
+        batch_dim = self.input_shape[0] if self.input_shape else None
+        # A foreign graph exported with a fixed batch (often 1) only accepts exactly that size.
+        self.static_batch: int | None = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
+        self.max_batch: int | None = self.static_batch
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if self.input_type == "tensor(float16)":
+            batch = batch.astype(np.float16)
+        out = self.session.run([self.output_name], {self.input_name: batch})[0]
+        return np.asarray(out, dtype=np.float32)

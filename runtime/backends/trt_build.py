@@ -1,0 +1,118 @@
+"""Building a TensorRT engine, as small composable stages (Polygraphy ``backend/trt/loader.py`` style).
+
+    network = parse_onnx(builder, onnx_path, plan)          # parse
+    config = configure(builder, network, ...)                # flags, workspace, profile, timing cache
+    blob = trt_compat.build_serialized(builder, network, config)   # build
+    engine.write_engine(path, blob, key, spec, info)         # save (+ sidecar)
+    TrtRunner(path)                                          # load (runtime.backends.trt)
+
+``build_engine_file`` chains them for ``irreid-edge build``. TensorRT is imported lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import trt_compat as tc
+from ..engine import EngineKey, engine_path, profile_batches, timing_cache_path, write_engine
+from ..spec import ModelSpec, atomic_write_bytes, file_sha256
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+__all__ = ["BuildRequest", "build_engine_file", "configure", "get_logger", "parse_onnx"]
+
+_LOGGER: Any = None
+
+
+def get_logger(verbose: bool = False) -> trt.ILogger:
+    """One TensorRT logger per process (TensorRT expects a single one)."""
+    global _LOGGER
+    t = tc.import_trt()
+    if _LOGGER is None:
+        _LOGGER = t.Logger(t.Logger.WARNING)
+    _LOGGER.min_severity = t.Logger.VERBOSE if verbose else t.Logger.WARNING
+    return _LOGGER  # type: ignore[no-any-return]
+
+
+def parse_onnx(builder: trt.Builder, onnx_path: Path, plan: tc.BuildPlan,
+               logger: trt.ILogger) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
+    """Network from an ONNX file; the parser is returned too since the network borrows from it."""
+    t = tc.import_trt()
+    network = tc.create_network(builder, plan)
+    parser = t.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):  # from file: external weights resolve beside it
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ValueError(f"{onnx_path}: TensorRT cannot parse it: {errors or 'unknown error'}")
+    return network, parser
+
+
+def configure(builder: trt.Builder, network: trt.INetworkDefinition, plan: tc.BuildPlan, v: str,
+              workspace_mb: int, batches: tuple[int, int, int],
+              timing_cache: bytes | None) -> trt.IBuilderConfig:
+    config = builder.create_builder_config()
+    tc.apply_builder_flags(config, plan)
+    tc.set_workspace(config, workspace_mb << 20, v)
+    inp = network.get_input(0)
+    shape = tc.dims(inp.shape)
+    chw = shape[1:]
+    if len(chw) != 3 or min(chw) <= 0:
+        raise ValueError(f"input {inp.name!r} has shape {shape}; expected [N, 3, H, W] with static H, W")
+    tc.add_batch_profile(builder, config, inp.name, (chw[0], chw[1], chw[2]), batches)
+    tc.attach_timing_cache(config, timing_cache)
+    return config
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    model: Path              # export folder, or a single .onnx file
+    is_dir: bool
+    modality: str
+    precision: str
+    onnx_path: Path          # the graph to parse (the "trt" target file)
+    spec: ModelSpec          # its spec (graph precision = spec.precision)
+    max_batch: int = 32
+    opt_batch: int | None = None
+    workspace_mb: int = 1024
+    timing_cache: Path | None = None
+    verbose: bool = False
+
+
+def build_engine_file(req: BuildRequest) -> Path:
+    """Parse -> configure -> build -> save; returns the engine path. Reuses and updates the timing cache."""
+    from .cuda_mem import load_cuda
+
+    t = tc.import_trt()
+    v = str(t.__version__)
+    device = load_cuda().device()
+    batches = profile_batches(req.max_batch, req.opt_batch)
+    plan = tc.build_plan(v, req.spec.precision, req.precision)
+    out = engine_path(req.model, req.modality, req.precision, req.is_dir)
+    cache_path = req.timing_cache or timing_cache_path(out.parent, device.name, device.compute_capability, v)
+    cache_in = cache_path.read_bytes() if cache_path.is_file() else None
+
+    logger = get_logger(req.verbose)
+    builder = t.Builder(logger)
+    network, _parser = parse_onnx(builder, req.onnx_path, plan, logger)
+    config = configure(builder, network, plan, v, req.workspace_mb, batches, cache_in)
+    start = time.perf_counter()
+    blob = tc.build_serialized(builder, network, config)
+    seconds = time.perf_counter() - start
+    atomic_write_bytes(cache_path, tc.serialize_timing_cache(config))
+
+    onnx_sha = file_sha256(req.onnx_path)
+    key = EngineKey(onnx_sha, v, device.name, device.compute_capability, req.precision, batches)
+    info = {"onnx": os.path.relpath(req.onnx_path, out.parent), "workspace_mb": req.workspace_mb,
+            "timing_cache": str(cache_path), "timing_cache_reused": cache_in is not None,
+            "network_flags": list(plan.network_flags), "builder_flags": list(plan.builder_flags),
+            "strongly_typed": plan.strongly_typed, "build_seconds": round(seconds, 1)}
+    spec = req.spec.replace(precision=req.precision, onnx_sha256=onnx_sha)
+    write_engine(out, blob, key, spec, info)
+    print(f"irreid-edge: built {out} ({len(blob) / 2**20:.1f} MB, {seconds:.0f} s, batch {batches[0]}/"
+          f"{batches[1]}/{batches[2]}, TensorRT {v}, {device.name} sm{device.compute_capability})", file=sys.stderr)
+    return out

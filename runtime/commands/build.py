@@ -1,0 +1,80 @@
+"""`irreid-edge build`: TensorRT engines from an exported model, on the device that will run them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "build TensorRT engines from an exported model, on the device that will run them"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="exported model folder, or a foreign .onnx described by `irreid-edge spec` "
+                                    "(default: the newest export under ./runs)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
+                   help="engine precision; it lives in the graph: fp16 uses <m>.fp16.onnx, int8 <m>.int8.onnx")
+    p.add_argument("--max-batch", type=int, default=32, help="largest batch of the profile (larger ones are split)")
+    p.add_argument("--opt-batch", type=int, default=None, help="batch the kernels are tuned for (default min(8, max))")
+    p.add_argument("--workspace", type=int, default=1024, metavar="MB", help="builder workspace in MB")
+    p.add_argument("--timing-cache", metavar="PATH",
+                   help="timing cache file, reused and updated (default: engines/timing-<gpu>-<trt>.cache)")
+    p.add_argument("--modality", default="rgb,ir", help="comma-separated encoders to build (default rgb,ir)")
+    p.add_argument("--verbose", action="store_true", help="TensorRT's verbose builder log")
+
+
+def _not_installed_message(reason: str) -> str:
+    from ..trt_compat import INSTALL_HINT
+
+    return (f"{reason}: {INSTALL_HINT}; until then irreid-edge runs the ONNX models with ONNX Runtime "
+            f"(index/match/embed work as they are)")
+
+
+def _modalities(text: str) -> list[str]:
+    from ..spec import MODALITIES
+
+    mods = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in mods if m not in MODALITIES]
+    if bad or not mods:
+        raise ValueError(f"--modality {text!r} is invalid; valid values: {', '.join(MODALITIES)} (comma-separated)")
+    return mods
+
+
+def _requests(args: argparse.Namespace) -> list[object]:
+    from ..backends.trt_build import BuildRequest
+    from ..encoder import onnx_spec, read_onnx_metadata, resolve_onnx
+    from ..model_dir import default_model_dir, read_model_dir_specs
+
+    model = Path(args.model) if args.model else default_model_dir()
+    common = {"max_batch": args.max_batch, "opt_batch": args.opt_batch, "workspace_mb": args.workspace,
+              "timing_cache": Path(args.timing_cache) if args.timing_cache else None, "verbose": args.verbose}
+    if model.is_file():
+        spec = onnx_spec(model, read_onnx_metadata(model), None, "fp32")
+        return [BuildRequest(model, False, spec.modality, args.precision, model, spec, **common)]
+    specs = read_model_dir_specs(model)
+    out: list[object] = []
+    for m in _modalities(args.modality):
+        if m not in specs:
+            raise ValueError(f"{model}/spec.json has no {m!r} encoder; pass --modality {','.join(specs)}")
+        path, prec = resolve_onnx(model, m, args.precision, "trt", fallback=False)
+        spec = onnx_spec(path, read_onnx_metadata(path), specs[m], prec)
+        out.append(BuildRequest(model, True, m, args.precision, path, spec, **common))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..backends.trt import trt_unavailable_reason
+    from ..cli import UserError
+    from ..engine import profile_batches
+
+    profile_batches(args.max_batch, args.opt_batch)  # refuse bad values before anything slow
+    if args.workspace <= 0:
+        raise UserError(f"--workspace {args.workspace} is invalid; it must be a positive number of MB")
+    reason = trt_unavailable_reason()
+    if reason is not None:
+        raise UserError(_not_installed_message(reason))
+    from ..backends.trt_build import build_engine_file
+
+    for req in _requests(args):
+        path = build_engine_file(req)  # type: ignore[arg-type]
+        print(path)
+    return 0

@@ -1,0 +1,132 @@
+"""Engine key, sidecar and compatibility checks: pure logic, fabricated device descriptions, real files."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tiny_onnx import make_tiny_spec
+
+from runtime.engine import (
+    EngineKey,
+    EngineMismatchError,
+    build_command,
+    check_engine_key,
+    engine_path,
+    key_mismatches,
+    profile_batches,
+    read_sidecar,
+    sidecar_path,
+    timing_cache_path,
+    write_engine,
+)
+from runtime.spec import SpecError
+
+ROOT = Path(__file__).resolve().parents[2]
+SHA_A, SHA_B = "a" * 64, "b" * 64
+ORIN = {"trt_version": "10.3.0.30", "gpu_name": "Orin", "compute_capability": "8.7"}
+
+
+def _key(**kw: object) -> EngineKey:
+    base = {"onnx_sha256": SHA_A, **ORIN, "precision": "fp16", "profile": (1, 8, 32)}
+    base.update(kw)
+    return EngineKey(**base)  # type: ignore[arg-type]
+
+
+def test_matching_key_has_no_mismatch() -> None:
+    assert key_mismatches(_key(), "10.3.0.30", "Orin", "8.7", SHA_A, "fp16") == []
+    assert key_mismatches(_key(), "10.3.0.30", "Orin", "8.7", None, "fp16") == []  # ONNX absent: skipped
+
+
+@pytest.mark.parametrize(("here", "phrase"), [
+    ({"trt_version": "8.5.2.2"}, "TensorRT 10.3.0.30 (engine) != 8.5.2.2 (here)"),
+    ({"trt_version": "10.3.0.31"}, "TensorRT 10.3.0.30 (engine) != 10.3.0.31 (here)"),
+    ({"gpu_name": "NVIDIA GeForce RTX 4090"}, "GPU Orin (engine) != NVIDIA GeForce RTX 4090 (here)"),
+    ({"compute_capability": "8.9"}, "compute capability 8.7 (engine) != 8.9 (here)"),
+    ({"precision": "int8"}, "precision fp16 (engine) != int8 (here)"),
+    ({"onnx_sha256": SHA_B}, "ONNX sha256 aaaaaaaaaaaa... (engine) != bbbbbbbbbbbb... (the ONNX now)"),
+])
+def test_each_mismatch_is_named(here: dict[str, str], phrase: str) -> None:
+    now = {**ORIN, "onnx_sha256": SHA_A, "precision": "fp16", **here}
+    diff = key_mismatches(_key(), now["trt_version"], now["gpu_name"], now["compute_capability"],
+                          now["onnx_sha256"], now["precision"])
+    assert diff == [phrase]
+
+
+def test_mismatch_refuses_with_the_exact_rebuild_command(tmp_path: Path) -> None:
+    model = tmp_path / "my export"
+    cmd = build_command(model, "ir", "fp16", (1, 8, 32))
+    eng = engine_path(model, "ir", "fp16")
+    with pytest.raises(EngineMismatchError) as info:
+        check_engine_key(eng, _key(), "10.3.0.30", "NVIDIA Jetson AGX Thor", "11.0", SHA_A, "fp16", cmd)
+    msg = str(info.value)
+    assert msg.endswith(f"`{cmd}`") and "\n" not in msg and "GPU Orin (engine)" in msg
+    # the command is a real, parseable invocation of the build CLI
+    argv = shlex.split(cmd)
+    assert argv[:2] == ["irreid-edge", "build"] and argv[argv.index("--model") + 1] == str(model)
+    from runtime.cli import build_parser
+
+    args = build_parser().parse_args(argv[1:])
+    assert (args.precision, args.modality, args.max_batch, args.opt_batch) == ("fp16", "ir", 32, 8)
+
+
+def test_paths() -> None:
+    assert engine_path("/m", "ir", "int8") == Path("/m/engines/ir.int8.engine")
+    assert engine_path("/x/osnet.onnx", "rgb", "fp16", is_dir=False) == Path("/x/engines/osnet.fp16.engine")
+    assert sidecar_path(Path("/m/engines/ir.int8.engine")) == Path("/m/engines/ir.int8.engine.json")
+    p = timing_cache_path("/m/engines", "NVIDIA Jetson AGX Orin (64GB)", "8.7", "10.3.0.30")
+    assert p == Path("/m/engines/timing-nvidia-jetson-agx-orin-64gb-sm87-trt10.3.0.30.cache")
+
+
+@pytest.mark.parametrize(("max_b", "opt", "want"), [(32, None, (1, 8, 32)), (4, None, (1, 4, 4)),
+                                                     (32, 16, (1, 16, 32)), (1, 1, (1, 1, 1))])
+def test_profile_batches(max_b: int, opt: int | None, want: tuple[int, int, int]) -> None:
+    assert profile_batches(max_b, opt) == want
+
+
+@pytest.mark.parametrize(("max_b", "opt", "match"), [(0, None, "--max-batch 0"), (8, 9, r"--opt-batch 9.*1\.\.8"),
+                                                     (8, 0, "--opt-batch 0"), (True, None, "--max-batch True")])
+def test_profile_batches_refused(max_b: int, opt: int | None, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        profile_batches(max_b, opt)
+
+
+def test_key_round_trip_and_malformed() -> None:
+    k = _key()
+    assert EngineKey.from_dict(json.loads(json.dumps(k.to_dict()))) == k
+    with pytest.raises(SpecError, match="engine key is malformed"):
+        EngineKey.from_dict({"onnx_sha256": SHA_A})
+
+
+def test_sidecar_round_trip_and_torn_pair(tmp_path: Path) -> None:
+    spec = make_tiny_spec("ir")
+    eng = tmp_path / "engines" / "ir.fp16.engine"
+    write_engine(eng, b"plan-bytes", _key(), spec, {"workspace_mb": 1024})
+    key, got_spec, payload = read_sidecar(eng)
+    assert key == _key() and got_spec == spec and payload["build"]["workspace_mb"] == 1024
+    eng.write_bytes(b"another plan")  # engine replaced without its sidecar
+    with pytest.raises(SpecError, match="does not match its sidecar"):
+        read_sidecar(eng)
+    sidecar_path(eng).unlink()
+    with pytest.raises(SpecError, match="missing"):
+        read_sidecar(eng)
+    with pytest.raises(SpecError, match="engine not found; build it"):
+        read_sidecar(tmp_path / "nope.engine")
+
+
+def test_build_without_tensorrt_exits_2_in_one_line(tmp_path: Path) -> None:
+    from runtime.trt_compat import tensorrt_available
+
+    if tensorrt_available():
+        pytest.skip("TensorRT is installed here")
+    code = "import sys; from runtime.cli import main; sys.exit(main(sys.argv[1:]))"
+    res = subprocess.run([sys.executable, "-c", code, "build", "--model", str(tmp_path)], capture_output=True,
+                         text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "TensorRT not installed" in lines[0] and "JetPack" in lines[0] and "ONNX Runtime" in lines[0]

@@ -1,0 +1,78 @@
+"""runtime.trt_compat: the version table as pure logic, for 8.5 (JetPack 5), 10.3 (JetPack 6), 10.x, 11.x."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime import trt_compat as tc
+from runtime.trt_compat import BuildPlan, build_plan, version
+
+
+def test_version_parsing() -> None:
+    assert version("10.3.0.30") == (10, 3, 0, 30)
+    assert version("8.6") == version("8.6.0.0") < version("8.6.1")
+    assert version("11.0.0+cuda13") == (11, 0, 0, 0)
+    assert version("8.5.2.2") < version("10") < version("10.3") < version("11")
+    with pytest.raises(ValueError, match="cannot read"):
+        version("unknown")
+
+
+@pytest.mark.parametrize(("v", "explicit", "st_flag", "always_st", "prec_flags", "pool", "io"), [
+    ("8.4.1", True, False, False, True, True, False),
+    ("8.5.2.2", True, False, False, True, True, True),
+    ("10.3.0.30", False, True, False, True, True, True),
+    ("10.13.0.35", False, True, False, True, True, True),
+    ("11.0.0", False, True, True, False, True, True),
+])
+def test_predicates(v: str, explicit: bool, st_flag: bool, always_st: bool, prec_flags: bool, pool: bool,
+                    io: bool) -> None:
+    assert tc.needs_explicit_batch_flag(v) is explicit
+    assert tc.has_strongly_typed_flag(v) is st_flag
+    assert tc.always_strongly_typed(v) is always_st
+    assert tc.has_precision_builder_flags(v) is prec_flags
+    assert tc.has_implicit_int8_calibration(v) is prec_flags
+    assert tc.has_memory_pool_limit(v) is pool
+    assert tc.has_tensor_io_api(v) is io
+
+
+@pytest.mark.parametrize(("v", "graph", "prec", "plan"), [
+    # JetPack 5: weakly typed, explicit batch, flags let TensorRT use the graph's own precision
+    ("8.5.2.2", "fp32", "fp32", BuildPlan(("EXPLICIT_BATCH",), (), False)),
+    ("8.5.2.2", "fp16", "fp16", BuildPlan(("EXPLICIT_BATCH",), ("FP16",), False)),
+    ("8.5.2.2", "int8", "int8", BuildPlan(("EXPLICIT_BATCH",), ("INT8", "FP16"), False)),
+    ("8.5.2.2", "fp32", "fp16", BuildPlan(("EXPLICIT_BATCH",), ("FP16",), False)),
+    # JetPack 6 / 10.x: the exported precision built strongly typed, no precision flags
+    ("10.3.0.30", "fp16", "fp16", BuildPlan(("STRONGLY_TYPED",), (), True)),
+    ("10.3.0.30", "int8", "int8", BuildPlan(("STRONGLY_TYPED",), (), True)),
+    ("10.13.0.35", "fp32", "fp32", BuildPlan(("STRONGLY_TYPED",), (), True)),
+    ("10.3.0.30", "fp32", "fp16", BuildPlan((), ("FP16",), False)),  # foreign fp32 graph, weak typing
+    # 11.x: always strongly typed, no flags at all
+    ("11.0.0", "fp16", "fp16", BuildPlan((), (), True)),
+    ("11.2.0", "int8", "int8", BuildPlan((), (), True)),
+])
+def test_build_plan(v: str, graph: str, prec: str, plan: BuildPlan) -> None:
+    assert build_plan(v, graph, prec) == plan
+
+
+@pytest.mark.parametrize(("v", "graph", "prec", "match"), [
+    ("11.0.0", "fp32", "fp16", r"strongly typed.*--fp16"),
+    ("10.3.0.30", "fp32", "int8", r"int8 \(Q/DQ\) graph.*--int8 --calib"),
+    ("8.5.2.2", "fp16", "int8", r"int8 \(Q/DQ\) graph"),
+    ("10.3.0.30", "fp16", "fp32", "use --precision fp16"),
+    ("8.2.1", "fp32", "fp32", "older than 8.5"),
+    ("10.3", "fp32", "bf16", "valid values: fp32, fp16, int8"),
+])
+def test_build_plan_refusals(v: str, graph: str, prec: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        build_plan(v, graph, prec)
+
+
+def test_stub_only_tensorrt_is_not_tensorrt() -> None:
+    """tensorrt-stubs installs a bare `tensorrt` namespace package; it must not count as TensorRT."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("tensorrt")
+    if spec is None or spec.origin not in (None, "namespace"):
+        pytest.skip("no stubs-only tensorrt package here")
+    assert tc.trt_unavailable_reason() == "TensorRT not installed"
+    assert tc.tensorrt_available() is False
