@@ -1,0 +1,212 @@
+"""``python -m train.evaluate``: a checkpoint or an exported model on a benchmark protocol.
+
+    python -m train.evaluate --checkpoint runs/demo/checkpoint.pt                 # synthetic demo data
+    python -m train.evaluate --checkpoint C --data sysu --root SYSU-MM01 --mode all --trials 10
+    python -m train.evaluate --onnx runs/demo/export --precision int8 --data regdb --root RegDB
+    python -m train.evaluate ... --flip --rerank --out results.json --rank-list ranks.png
+
+Prints one row per trial (and per direction on RegDB) for each variant, then mean ± std over
+trials, and writes everything as JSON (atomically). ``--flip`` and ``--rerank`` add separately
+labelled rows; the plain row is always there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.spec import atomic_write_text
+
+from .protocols import DATASETS, PROTOCOL_OF, TrialResult, evaluate_trial, iter_trials, variants_for
+
+__all__ = ["RESULT_FORMAT", "get_args_parser", "main", "summarize"]
+
+RESULT_FORMAT = "irreid-edge-evaluation"
+METRICS = ("r1", "r5", "r10", "r20", "mAP", "mINP")
+DATA_NAMES = {"sysu": "SYSU-MM01", "regdb": "RegDB", "market": "Market-1501", "synthetic": "synthetic (SYSU layout)"}
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    from runtime.encoder import BACKEND_CHOICES
+
+    p = argparse.ArgumentParser(prog="python -m train.evaluate",
+                                description="Evaluate a checkpoint or an exported model on a benchmark protocol.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a checkpoint written by python -m train.fit")
+    src.add_argument("--onnx", metavar="DIR", help="an exported model folder (python -m export.onnx)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"), help="with --onnx")
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="with --onnx (default auto)")
+    p.add_argument("--device", default="cpu", help="with --checkpoint: torch device (default cpu)")
+    p.add_argument("--data", default="synthetic", choices=DATASETS)
+    p.add_argument("--root", help="dataset folder (synthetic: default = the demo's cached dataset)")
+    p.add_argument("--mode", default="all", choices=("all", "indoor"), help="SYSU-MM01 search mode")
+    p.add_argument("--trials", type=int, default=10, help="SYSU galleries / RegDB splits (default 10)")
+    p.add_argument("--shots", type=int, default=1, choices=(1, 10), help="SYSU single- or multi-shot gallery")
+    p.add_argument("--market-ir-cams", default="4,5,6",
+                   help="Market-1501 cameras read as pseudo-IR ('' = all colour; default 4,5,6)")
+    p.add_argument("--flip", action="store_true", help="add flip-at-test rows")
+    p.add_argument("--rerank", action="store_true", help="add k-reciprocal re-ranking rows")
+    p.add_argument("--k1", type=int, default=20)
+    p.add_argument("--k2", type=int, default=6)
+    p.add_argument("--lambda-value", type=float, default=0.3)
+    p.add_argument("--max-rank", type=int, default=20)
+    p.add_argument("--batch", type=int, default=64, help="images per forward pass")
+    p.add_argument("--out", help="results JSON (default: eval-<data>.json beside the model)")
+    p.add_argument("--rank-list", metavar="PNG", help="also draw rank lists of the first trial")
+    p.add_argument("--rank-list-probes", type=int, default=8)
+    p.add_argument("--top-k", type=int, default=10)
+    return p
+
+
+def synthetic_default_root(train_config: dict[str, Any] | None = None) -> Path:
+    """The synthetic dataset a checkpoint was trained on (the demo's by default), generated if absent.
+
+    Same folder and parameters as training uses (train.prepare.synthetic_root), so evaluation reads
+    the test ids of the very dataset the model was trained on.
+    """
+    from ..config import DataConfig, config_from_dict
+    from ..data.synthetic import generate
+    from ..prepare import synthetic_root
+
+    data = config_from_dict(train_config).data if train_config else DataConfig()
+    if data.name != "synthetic":  # trained on real data: use the demo's synthetic dataset
+        data = DataConfig()
+    root = synthetic_root(data)
+    generate(root, ids=data.synthetic_ids, seed=data.synthetic_seed)  # a no-op when already complete
+    return root
+
+
+def _resolve_root(args: argparse.Namespace, train_config: dict[str, Any] | None) -> str:
+    if args.root:
+        return args.root
+    if args.data == "synthetic":
+        return str(synthetic_default_root(train_config))
+    raise ValueError(f"--data {args.data} needs --root DIR (the dataset folder)")
+
+
+def _default_out(args: argparse.Namespace) -> Path:
+    model = Path(args.checkpoint or args.onnx)
+    folder = model.parent if model.is_file() else model
+    suffix = f"-{args.mode}" if args.data in ("sysu", "synthetic") else ""
+    return folder / f"eval-{args.data}{suffix}.json"
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and (population) std over trials, per (variant, direction)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["direction"]), []).append(r)
+    out = []
+    for (variant, direction), rs in groups.items():
+        keys = [k for k in METRICS if k in rs[0]]
+        out.append({"variant": variant, "direction": direction, "trials": len(rs),
+                    "mean": {k: float(np.mean([r[k] for r in rs])) for k in keys},
+                    "std": {k: float(np.std([r[k] for r in rs])) for k in keys}})
+    return out
+
+
+def _row(tr: TrialResult) -> dict[str, Any]:
+    return {"variant": tr.variant, "direction": tr.trial.direction, "trial": tr.trial.trial,
+            "queries": len(tr.trial.queries), "gallery": len(tr.trial.gallery), **tr.result.as_dict()}
+
+
+def _header() -> str:
+    return f"{'variant':<12} {'dir':<4} {'trial':>5} " + " ".join(f"{m:>13}" for m in METRICS)
+
+
+def _print_row(r: dict[str, Any]) -> None:
+    vals = " ".join(f"{r[m]:>13.2f}" if m in r else f"{'-':>13}" for m in METRICS)
+    print(f"{r['variant']:<12} {r['direction'] or '-':<4} {r['trial']:>5} {vals}", flush=True)
+
+
+def _print_summary(summary: Sequence[dict[str, Any]]) -> None:
+    for s in summary:
+        vals = " ".join(f"{s['mean'][m]:.2f}±{s['std'][m]:.2f}".rjust(13) if m in s["mean"] else f"{'-':>13}"
+                        for m in METRICS)
+        print(f"{s['variant']:<12} {s['direction'] or '-':<4} {'mean':>5} {vals}")
+
+
+def _rank_list(first: TrialResult, out: str, probes: int, top_k: int) -> str:
+    from .features import load_record_image
+    from .metrics import removed_mask
+    from .plots import RankRow, rank_list_png
+
+    trial, dist = first.trial, first.distmat
+    picks = np.linspace(0, len(trial.queries) - 1, min(probes, len(trial.queries))).round().astype(int)
+    g_pids = [r.pid for r in trial.gallery]
+    g_cams = [r.camid for r in trial.gallery]
+    rows = []
+    for qi in picks:
+        q = trial.queries[qi]
+        dropped = removed_mask([q.pid], [q.camid], g_pids, g_cams, trial.protocol)[0]
+        order = [j for j in np.argsort(dist[qi]) if not dropped[j]][:top_k]  # what the metric ranks
+        rows.append(RankRow(load_record_image(q), q.pid,
+                            [(load_record_image(trial.gallery[j]), trial.gallery[j].pid, float(-dist[qi, j]))
+                             for j in order],
+                            label=f"id {q.pid} cam{q.camid}"))
+    return rank_list_png(rows, out, top_k=top_k)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from .features import FeatureCache, open_embedder
+
+    if args.batch < 1:
+        raise ValueError(f"--batch must be >= 1, got {args.batch}")
+    if args.data != "synthetic" and not args.root:
+        raise ValueError(f"--data {args.data} needs --root DIR (the dataset folder)")
+    ir_cams = tuple(int(c) for c in args.market_ir_cams.split(",") if c.strip())
+    embedder = open_embedder(args.checkpoint, args.onnx, args.precision, args.backend, args.device)
+    root = _resolve_root(args, getattr(embedder, "config", None))
+    cache = FeatureCache(embedder, flip=args.flip, batch_size=args.batch)
+    variants = variants_for(args.flip, args.rerank)
+    spec = embedder.specs[1]
+    print(f"{DATA_NAMES[args.data]} ({root}), protocol {PROTOCOL_OF[args.data]}"
+          + (f", {args.mode}-search, {'single' if args.shots == 1 else 'multi'}-shot" if args.data in ("sysu", "synthetic") else "")
+          + f"; {embedder.description}; input {spec.input_height}x{spec.input_width}, {spec.stripes} stripes")
+    print(_header())
+    rows, first, t0 = [], None, time.perf_counter()
+    for trial in iter_trials(args.data, root, args.mode, args.trials, args.shots, ir_cams):
+        for tr in evaluate_trial(cache, trial, variants, args.max_rank, (args.k1, args.k2, args.lambda_value)):
+            first = first or tr
+            rows.append(_row(tr))
+            _print_row(rows[-1])
+    summary = summarize(rows)
+    _print_summary(summary)
+    seconds = time.perf_counter() - t0
+    print(f"{len(cache.plain)} images embedded, {seconds:.1f} s")
+    result = {
+        "format": RESULT_FORMAT, "format_version": 1,
+        "data": args.data, "root": str(root), "protocol": PROTOCOL_OF[args.data],
+        "mode": args.mode, "shots": args.shots, "trials": args.trials,
+        "model": {"checkpoint": args.checkpoint, "onnx": args.onnx,
+                  "precision": args.precision if args.onnx else "fp32 (torch)",
+                  "description": embedder.description, "stripes": spec.stripes,
+                  "embedding_dim": spec.embedding_dim, "input": [spec.input_height, spec.input_width],
+                  "name": spec.name},
+        "variants": variants, "rerank": {"k1": args.k1, "k2": args.k2, "lambda": args.lambda_value},
+        "metrics_units": "percent", "rows": rows, "summary": summary, "seconds": round(seconds, 2),
+    }
+    out = Path(args.out) if args.out else _default_out(args)
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    print(f"results: {out}")
+    if args.rank_list and first is not None:
+        print(f"rank lists: {_rank_list(first, args.rank_list, args.rank_list_probes, args.top_k)}")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, OSError) as e:
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+    return 0
