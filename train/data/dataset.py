@@ -1,0 +1,51 @@
+"""Map-style dataset over records: (image tensor, label, camid, modality)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from runtime.preprocess import ImageDecodeError, decode_image
+
+from .records import Record
+from .transforms import apply_pseudo_ir
+
+__all__ = ["ReIDDataset", "load_image"]
+
+
+def load_image(record: Record) -> Image.Image:
+    """Decode ``record.path`` (EXIF-aware, refusing broken files) and apply its pseudo-IR conversion."""
+    im = decode_image(record.path)
+    return apply_pseudo_ir(im, record.pseudo_ir) if record.pseudo_ir else im
+
+
+class ReIDDataset(Dataset):
+    """``pid_label`` is the pid relabelled to 0..C-1 in ascending pid order (``pid2label``)."""
+
+    def __init__(self, records: Sequence[Record], transform: Callable[[Image.Image], torch.Tensor]) -> None:
+        if not records:
+            raise ValueError("no records: the dataset is empty; check the data root and split")
+        self.records = list(records)
+        self.transform = transform
+        self.pid2label = {pid: i for i, pid in enumerate(sorted({r.pid for r in self.records}))}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.pid2label)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, int]:
+        r = self.records[i]
+        try:
+            x = self.transform(load_image(r))
+        except ImageDecodeError:
+            raise  # already one line naming the file
+        except Exception as e:  # any other failure still names the file, in one line
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ImageDecodeError(f"{r.path}: cannot load ({reason}); re-copy or remove the file") from e
+        return x, self.pid2label[r.pid], r.camid, r.modality
