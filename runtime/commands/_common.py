@@ -1,0 +1,107 @@
+"""Pieces shared by the index / match / embed / bench commands (not a command itself)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PRECISIONS = ("fp32", "fp16", "int8")
+BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "onnxruntime-tensorrt", "onnxruntime-cuda",
+                   "onnxruntime-cpu")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="exported model folder or a foreign .onnx "
+                   "(default: the newest export under $IRREID_RUNS or ./runs)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="which exported graph to run")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="inference backend (auto: TensorRT engine if built, else the best ONNX Runtime provider)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's)")
+
+
+def add_index_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", help="index file (default: <gallery>/.irreid/index.irx)")
+    p.add_argument("--follow-links", action="store_true", help="use symlinks leading out of the gallery")
+    p.add_argument("--batch", type=int, default=32, help="images per inference batch")
+    p.add_argument("--workers", type=int, default=4, help="image decoding threads (0: decode in the main thread)")
+    p.add_argument("--rebuild", action="store_true", help="discard the existing index and embed everything again")
+    p.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
+                   help="save progress this often so an interrupted run resumes (default 30)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no per-file notes")
+
+
+def positive(value: int, name: str) -> int:
+    from ..cli import UserError
+
+    if value is None or value < 1:
+        raise UserError(f"{name} must be a positive integer, got {value}")
+    return value
+
+
+def model_path(args: argparse.Namespace) -> Path:
+    from ..model_dir import default_model_dir
+
+    return Path(args.model) if args.model else default_model_dir()
+
+
+def say(msg: str, quiet: bool = False) -> None:
+    if not quiet:
+        print(f"irreid-edge: {msg}", file=sys.stderr)
+
+
+def report_skipped(skipped: list[tuple[str, str]], quiet: bool) -> None:
+    """One line per skipped file (the reason already names the file where the decoder wrote it)."""
+    for path, reason in skipped:
+        say(reason if reason.startswith(path) else f"{path}: {reason}", quiet)
+
+
+def detect_modality(path: str | Path) -> str:
+    """"ir" when all three channels are equal (grayscale / replicated IR), else "rgb"."""
+    from ..preprocess import decode_image
+
+    im = decode_image(path)
+    if im.mode in ("L", "LA", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return "ir"
+    if im.mode == "P":
+        im = im.convert("RGB")
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    a = np.asarray(im)  # (H, W, 3)
+    return "ir" if np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]) else "rgb"
+
+
+def gallery_modality(requested: str, files: list[str] | list[Path], sample: int = 16) -> str:
+    """The gallery encoder: as asked, or for ``auto`` IR when every sampled file is grayscale."""
+    if requested != "auto":
+        return requested
+    from ..preprocess import ImageDecodeError
+
+    seen = []
+    step = max(1, len(files) // sample)
+    for p in files[::step][:sample]:
+        try:
+            seen.append(detect_modality(p))
+        except ImageDecodeError:
+            continue
+    return "ir" if seen and all(m == "ir" for m in seen) else "rgb"
+
+
+class Encoders:
+    """Opens one encoder per modality on first use (match may need both)."""
+
+    def __init__(self, model: Path, args: argparse.Namespace, verbose: bool = True) -> None:
+        self.model, self.args, self.verbose = model, args, verbose
+        self._open: dict[str, Any] = {}
+
+    def get(self, modality: str) -> Any:
+        if modality not in self._open:
+            from ..encoder import open_encoder
+
+            self._open[modality] = open_encoder(self.model, modality=modality, precision=self.args.precision,
+                                                backend=self.args.backend, verbose=self.verbose,
+                                                threads=self.args.threads)
+        return self._open[modality]

@@ -1,0 +1,65 @@
+"""`irreid-edge index`: build, refresh or verify the embedding index of a gallery folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ._common import add_index_arguments, add_model_arguments
+
+HELP = "build or refresh the embedding index of a gallery folder"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gallery", required=True, help="folder of gallery crops")
+    p.add_argument("--gallery-modality", choices=["rgb", "ir", "auto"], default="rgb",
+                   help="encoder for the gallery (auto: ir when the crops are grayscale)")
+    p.add_argument("--verify", action="store_true",
+                   help="check the index's checksum and that it matches the model, then exit")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    add_model_arguments(p)
+    add_index_arguments(p)
+
+
+def _verify(args: argparse.Namespace, index_path: Path) -> int:
+    from ..index import read_index
+
+    idx = read_index(index_path, verify=True, gallery=args.gallery)
+    msg = (f"{index_path}: OK ({idx.count} embeddings of dim {idx.header['dim']}, model {idx.spec.name}/"
+           f"{idx.spec.modality}/{idx.spec.precision}, fingerprint {idx.header['spec_fingerprint'][:12]})")
+    if args.json:
+        print(json.dumps({"index": str(index_path), "ok": True, "count": idx.count, "dim": idx.header["dim"],
+                          "spec_fingerprint": idx.header["spec_fingerprint"]}))
+    else:
+        print(msg)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..gallery import scan_gallery
+    from ..index import default_index_path
+    from ..indexer import update_index
+    from ._common import Encoders, gallery_modality, model_path, positive, report_skipped, say
+
+    positive(args.batch, "--batch")
+    index_path = Path(args.index) if args.index else default_index_path(args.gallery)
+    if args.verify:
+        return _verify(args, index_path)
+    scan = scan_gallery(args.gallery, args.follow_links)
+    modality = gallery_modality(args.gallery_modality, [f.path for f in scan.files])
+    encoder = Encoders(model_path(args), args, verbose=not args.quiet).get(modality)
+    idx, stats = update_index(args.gallery, index_path, encoder, rebuild=args.rebuild,
+                              follow_links=args.follow_links, batch=args.batch, workers=args.workers,
+                              quiet=args.quiet, checkpoint_seconds=args.checkpoint_every,
+                              say=lambda m: say(m, args.quiet))
+    # decode errors were said as they happened; the scanner's skips are said here
+    report_skipped(scan.skipped, args.quiet)
+    if args.json:
+        out = {"index": str(index_path), "gallery": str(args.gallery), "modality": modality,
+               "backend": encoder.backend, "spec_fingerprint": idx.header["spec_fingerprint"], **stats.to_dict()}
+        print(json.dumps(out, indent=2))
+    else:
+        state = "written" if stats.written else "up to date"
+        print(f"index {index_path} ({state}): {stats.summary()}")
+    return 0

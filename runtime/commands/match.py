@@ -1,0 +1,209 @@
+"""`irreid-edge match`: rank gallery crops for one or more probes.
+
+JSON output (``--json``), one object on stdout::
+
+    {"model": str, "backend": str, "gallery": str, "index": str, "gallery_modality": "rgb"|"ir",
+     "rerank": bool, "top_k": int, "threshold": float|null,
+     "index_stats": {"images", "added", "updated", "removed", "kept", "resumed", "skipped", "embedded", ...},
+     "probes": [{"probe": path, "modality": "ir"|"rgb",
+                 "results": [{"rank": 1, "distance": float, "path": gallery-relative path}, ...]}],
+     "skipped": [{"path": str, "reason": str}]}
+
+distance = 1 - cosine; with ``--rerank`` it is the k-reciprocal distance and each result also has
+"cosine_distance". ``--threshold D`` drops results whose cosine distance is above D.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._common import add_index_arguments, add_model_arguments
+
+HELP = "rank gallery crops for one or more probe crops (IR probe vs colour gallery by default)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--probe", nargs="+", required=True, help="probe image(s) and/or folders of probes")
+    p.add_argument("--gallery", required=True, help="folder of gallery crops")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--show", metavar="PNG", help="write a rank-list picture (green: same id, red: different)")
+    p.add_argument("--probe-modality", choices=["ir", "rgb", "auto"], default="ir",
+                   help="encoder for the probes (auto: ir when a probe's three channels are equal)")
+    p.add_argument("--gallery-modality", choices=["rgb", "ir", "auto"], default="rgb")
+    p.add_argument("--threshold", type=float, default=None, metavar="D",
+                   help="drop results whose distance (1 - cosine) is above D")
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (Zhong et al. 2017)")
+    p.add_argument("--search", choices=["auto", "numpy", "faiss"], default="auto",
+                   help="exact search backend (faiss needs faiss-cpu; auto = numpy, measured faster here)")
+    p.add_argument("--no-refresh", action="store_true",
+                   help="use the index as it is, without checking the gallery for changes")
+    add_model_arguments(p)
+    add_index_arguments(p)
+
+
+def expand_probes(items: list[str], follow_links: bool) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Probe files in the order given; folders contribute their images in sorted order."""
+    from ..gallery import scan_gallery
+    from ..preprocess import is_image_path
+
+    probes: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            scan = scan_gallery(p, follow_links)
+            probes += [Path(f.path) for f in scan.files]
+            skipped += scan.skipped
+        elif not p.exists():
+            skipped.append((item, f"{item}: probe not found; check the path"))
+        elif not is_image_path(p):
+            skipped.append((item, f"{item}: not an image (suffix {p.suffix or 'none'!r}); pass .jpg/.png/... crops"))
+        else:
+            probes.append(p)
+    return probes, skipped
+
+
+def _embed_probes(probes: list[Path], requested: str, encoders: Any,
+                  skipped: list[tuple[str, str]]) -> list[tuple[Path, str, np.ndarray]]:
+    from ..preprocess import ImageDecodeError, load_batch
+    from ._common import detect_modality
+
+    by_mod: dict[str, list[Path]] = {}
+    for p in probes:
+        try:
+            mod = detect_modality(p) if requested == "auto" else requested
+        except ImageDecodeError as e:
+            skipped.append((str(p), str(e)))
+            continue
+        by_mod.setdefault(mod, []).append(p)
+    out: dict[str, tuple[str, np.ndarray]] = {}
+    for mod, paths in by_mod.items():
+        enc = encoders.get(mod)
+        batch, good, errors = load_batch(paths, enc.spec)
+        skipped += errors
+        for path, emb in zip(good, enc.embed(batch) if good else []):
+            out[path] = (mod, emb)
+    return [(p, *out[str(p)]) for p in probes if str(p) in out]
+
+
+def _open_index(args: argparse.Namespace, encoders: Any, modality: str, say: Any, scan: Any) -> tuple[Any, Any]:
+    from ..index import default_index_path, read_index
+    from ..indexer import UpdateStats, update_index
+
+    index_path = Path(args.index) if args.index else default_index_path(args.gallery)
+    enc = encoders.get(modality)
+    if args.no_refresh:
+        idx = read_index(index_path, gallery=args.gallery)
+        from ..indexer import check_spec
+
+        check_spec(idx, enc.spec, Path(args.gallery))
+        return idx, UpdateStats(images=idx.count, kept=idx.count)
+    try:
+        return update_index(args.gallery, index_path, enc, rebuild=args.rebuild, follow_links=args.follow_links,
+                            batch=args.batch, workers=args.workers, quiet=args.quiet or args.json,
+                            checkpoint_seconds=args.checkpoint_every, say=say, scan=scan)
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        if index_path.is_file() and not args.rebuild:  # a read-only gallery with an index: use it as it is
+            say(f"{index_path}: cannot refresh the index ({e.strerror}); using it as it is")
+            idx = read_index(index_path, gallery=args.gallery)
+            from ..indexer import check_spec
+
+            check_spec(idx, enc.spec, Path(args.gallery))
+            return idx, UpdateStats(images=idx.count, kept=idx.count)
+        raise OSError(f"{index_path}: cannot write the gallery index ({e.strerror}); pass --index PATH "
+                      "in a writable folder") from None
+
+
+def _rank(args: argparse.Namespace, idx: Any, probes: list[tuple[Path, str, np.ndarray]]) -> list[dict[str, Any]]:
+    from ..rank import rerank_topk, topk
+
+    q = np.stack([e for _, _, e in probes])  # (Q, D)
+    gallery = idx.as_float32()
+    if args.rerank:
+        ids, dists = rerank_topk(q, gallery, args.top_k)
+    else:
+        ids, dists = topk(q, gallery, args.top_k, backend=args.search)
+    out = []
+    for qi, (path, mod, emb) in enumerate(probes):
+        results = []
+        for r, (gi, d) in enumerate(zip(ids[qi], dists[qi]), start=1):
+            cos_d = float(np.clip(1.0 - gallery[gi] @ emb, 0.0, 2.0))
+            if args.threshold is not None and cos_d > args.threshold:
+                continue
+            item = {"rank": r, "distance": round(float(max(d, 0.0)), 6), "path": idx.entries[gi].path}
+            if args.rerank:
+                item["cosine_distance"] = round(cos_d, 6)
+            results.append(item)
+        out.append({"probe": str(path), "modality": mod, "results": results})
+    return out
+
+
+def _print_table(ranked: list[dict[str, Any]], gallery: str) -> None:
+    for p in ranked:
+        print(f"probe {p['probe']} ({p['modality']}) vs {gallery}")
+        if not p["results"]:
+            print("  no gallery crop within the threshold")
+            continue
+        print(f"  {'rank':>4}  {'distance':>8}  path")
+        for r in p["results"]:
+            print(f"  {r['rank']:>4}  {r['distance']:>8.4f}  {r['path']}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import UserError
+    from ..gallery import scan_gallery
+    from ._common import Encoders, gallery_modality, model_path, positive, report_skipped, say
+
+    positive(args.top_k, "--top-k")
+    positive(args.batch, "--batch")
+    t0 = time.perf_counter()
+    quiet_notes = args.quiet
+
+    def note(m: str) -> None:
+        say(m, quiet_notes)
+
+    probes, skipped = expand_probes(args.probe, args.follow_links)
+    for _, reason in skipped:
+        note(reason)
+    encoders = Encoders(model_path(args), args, verbose=not args.quiet)
+    scan = scan_gallery(args.gallery, args.follow_links)
+    g_mod = gallery_modality(args.gallery_modality, [f.path for f in scan.files])
+    idx, stats = _open_index(args, encoders, g_mod, note, scan)
+    report_skipped(scan.skipped, args.quiet)
+    skipped += [s for s in stats.skipped_files if s not in scan.skipped] + scan.skipped
+    n_before = len(skipped)
+    embedded = _embed_probes(probes, args.probe_modality, encoders, skipped)
+    for _, reason in skipped[n_before:]:
+        note(reason)
+    if not embedded:
+        raise UserError(f"no usable probe among {' '.join(args.probe)} (see the lines above); pass image files")
+    ranked = _rank(args, idx, embedded)
+    if args.show:
+        from ..show import render_rank_list
+
+        render_rank_list(ranked, Path(args.gallery), args.show)
+        note(f"rank list written to {args.show}")
+    enc = encoders.get(g_mod)
+    if args.json:
+        out = {"model": str(encoders.model), "backend": enc.backend, "gallery": str(args.gallery),
+               "index": str(idx.path), "gallery_modality": g_mod, "rerank": args.rerank, "top_k": args.top_k,
+               "threshold": args.threshold,
+               "index_stats": {k: v for k, v in stats.to_dict().items() if k != "skipped_files"},
+               "probes": ranked, "skipped": [{"path": p, "reason": r} for p, r in skipped]}
+        print(json.dumps(out, indent=2))
+    else:
+        _print_table(ranked, args.gallery)
+        print(f"{len(ranked)} probe(s) vs {idx.count} gallery crops ({enc.backend}) in "
+              f"{time.perf_counter() - t0:.2f}s", file=sys.stderr if args.quiet else sys.stdout)
+    return 0

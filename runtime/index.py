@@ -1,0 +1,314 @@
+"""The gallery index file: embeddings + manifest in one file, memory-mapped when read.
+
+Default location: ``<gallery_dir>/.irreid/index.irx`` (a hidden folder inside the gallery root that
+the scanner never lists); ``--index PATH`` overrides it. Layout, little-endian::
+
+    bytes 0-7        magic b"IRREIDX1"
+    bytes 8-15       uint64 header_len L
+    bytes 16..16+L   UTF-8 JSON header (the manifest)
+    zero padding up to data_offset (a multiple of 64)
+    data_offset..    N x D float16, row-major: the embeddings, L2-normalised in float32 before the cast
+
+Header JSON keys:
+    "format_version": 1
+    "spec":             ModelSpec.to_dict() of the gallery encoder
+    "spec_fingerprint": spec.fingerprint()
+    "count": N, "dim": D, "dtype": "float16", "data_offset": int
+    "data_sha256":      sha256 of the N*D*2 data bytes
+    "created_by":       "irreid-edge <version>"
+    "gallery_root":     the absolute gallery root when the index was written
+    "entries":          [{"path": relative POSIX path, "size": bytes, "mtime_ns": int,
+                          "sha256": content hash of the file}, ...] in row order
+
+Readers: count/dim/offset/file-size consistency is checked on every open; the data checksum when
+asked (``irreid-edge index --verify``) and always before an incremental update. Rank in float32
+(numpy float16 matmul is ~30x slower). Readers never take a lock: writers replace the file
+atomically (temp file in the same folder + fsync + ``os.replace``) under an exclusive ``flock`` on
+``<index>.lock``, so a reader sees the old index or the new one, never a torn one.
+The C++ runtime (runtime/cpp) reads the same format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import struct
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .gallery import INDEX_DIRNAME
+from .spec import ModelSpec, SpecError
+
+__all__ = [
+    "ALIGN",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "GalleryIndex",
+    "IndexEntry",
+    "IndexFileError",
+    "default_index_path",
+    "index_lock",
+    "read_index",
+    "write_index",
+]
+
+MAGIC = b"IRREIDX1"
+FORMAT_VERSION = 1
+ALIGN = 64
+_PREFIX = struct.Struct("<8sQ")  # magic, header_len
+_MAX_HEADER = 1 << 31  # a header over 2 GB is corruption, not a gallery
+
+
+class IndexFileError(ValueError):
+    """The index file is missing, corrupted or made with another model; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns, "sha256": self.sha256}
+
+
+@dataclass
+class GalleryIndex:
+    path: Path
+    header: dict[str, Any]
+    spec: ModelSpec
+    entries: list[IndexEntry]
+    embeddings: np.ndarray  # (N, D) float16, usually a read-only memmap
+    _f32: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
+
+    def as_float32(self) -> np.ndarray:
+        """(N, D) float32 copy, rows re-normalised (float16 rounding moves norms by ~1e-4). Cached."""
+        if self._f32 is None:
+            self._f32 = _f16_to_unit_f32(self.embeddings)
+        return self._f32
+
+
+def _f16_to_unit_f32(x16: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    out = np.empty(x16.shape, np.float32)
+    for s in range(0, x16.shape[0], chunk):  # chunked: no second full-size temporary
+        block = x16[s:s + chunk].astype(np.float32)
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        out[s:s + chunk] = block / np.maximum(norms, 1e-12)
+    return out
+
+
+def default_index_path(gallery: str | os.PathLike[str]) -> Path:
+    return Path(gallery) / INDEX_DIRNAME / "index.irx"
+
+
+def _rebuild_hint(gallery: str | os.PathLike[str] | None) -> str:
+    return f"run `irreid-edge index --gallery {gallery if gallery else 'DIR'} --rebuild`"
+
+
+def _corrupt(path: Path, why: str, gallery: str | os.PathLike[str] | None) -> IndexFileError:
+    return IndexFileError(f"{path}: corrupted index ({why}); {_rebuild_hint(gallery)}")
+
+
+def _parse_header(path: Path, f: Any, file_size: int, gallery: Any) -> dict[str, Any]:
+    prefix = f.read(_PREFIX.size)
+    if len(prefix) < _PREFIX.size:
+        raise _corrupt(path, f"file too short ({file_size} bytes)", gallery)
+    magic, header_len = _PREFIX.unpack(prefix)
+    if magic != MAGIC:
+        raise _corrupt(path, f"bad magic {magic!r}, expected {MAGIC!r}", gallery)
+    if header_len > min(_MAX_HEADER, file_size - _PREFIX.size):
+        raise _corrupt(path, f"header length {header_len} past the end of the file", gallery)
+    try:
+        header = json.loads(f.read(header_len).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _corrupt(path, f"header is not valid JSON: {e}", gallery) from None
+    if not isinstance(header, dict):
+        raise _corrupt(path, "header is not a JSON object", gallery)
+    if header.get("format_version") != FORMAT_VERSION:
+        raise IndexFileError(f"{path}: index format_version {header.get('format_version')!r} is not "
+                             f"{FORMAT_VERSION} (another irreid-edge version); {_rebuild_hint(gallery)}")
+    header["_header_len"] = header_len
+    return header
+
+
+def _check_layout(path: Path, header: dict[str, Any], file_size: int, gallery: Any) -> tuple[int, int, int]:
+    try:
+        count, dim, offset = int(header["count"]), int(header["dim"]), int(header["data_offset"])
+        entries = header["entries"]
+        dtype = header["dtype"]
+        missing = [k for k in ("spec", "data_sha256", "spec_fingerprint") if k not in header]
+        if missing:
+            raise KeyError(", ".join(missing))
+    except (KeyError, TypeError, ValueError) as e:
+        raise _corrupt(path, f"header field missing or invalid: {e}", gallery) from None
+    if dtype != "float16":
+        raise _corrupt(path, f"dtype {dtype!r} is not 'float16'", gallery)
+    if count < 0 or dim <= 0 or not isinstance(entries, list) or len(entries) != count:
+        raise _corrupt(path, f"count {count} / dim {dim} / {len(entries) if isinstance(entries, list) else '?'} "
+                       "entries disagree", gallery)
+    if offset % ALIGN or offset < _PREFIX.size + header["_header_len"]:
+        raise _corrupt(path, f"data_offset {offset} is not a multiple of {ALIGN} past the header", gallery)
+    expected = offset + count * dim * 2
+    if file_size != expected:
+        raise _corrupt(path, f"file is {file_size} bytes, the header says {expected}", gallery)
+    return count, dim, offset
+
+
+def read_index(path: str | os.PathLike[str], verify: bool = False,
+               gallery: str | os.PathLike[str] | None = None) -> GalleryIndex:
+    """Open an index (memory-mapped). ``verify`` also checks the data sha256. ``gallery`` only feeds messages."""
+    p = Path(path)
+    try:
+        f = open(p, "rb")
+    except FileNotFoundError:
+        raise IndexFileError(f"{p}: no index; build it with `irreid-edge index --gallery "
+                             f"{gallery if gallery else 'DIR'}`") from None
+    with f:
+        file_size = os.fstat(f.fileno()).st_size
+        header = _parse_header(p, f, file_size, gallery)
+        count, dim, offset = _check_layout(p, header, file_size, gallery)
+    try:
+        spec = ModelSpec.from_dict(header["spec"])
+        entries = [IndexEntry(str(e["path"]), int(e["size"]), int(e["mtime_ns"]), str(e["sha256"]))
+                   for e in header["entries"]]
+    except (SpecError, KeyError, TypeError, ValueError) as e:
+        raise _corrupt(p, f"bad spec or entry in the header: {e}", gallery) from None
+    if spec.embedding_dim != dim:
+        raise _corrupt(p, f"spec embedding_dim {spec.embedding_dim} != dim {dim}", gallery)
+    if count:
+        emb: np.ndarray = np.memmap(p, dtype="<f2", mode="r", offset=offset, shape=(count, dim))
+    else:
+        emb = np.zeros((0, dim), np.float16)  # np.memmap refuses an empty mapping
+    if verify:
+        digest = _sha256_array(emb)
+        if digest != header["data_sha256"]:
+            raise _corrupt(p, "embedding checksum mismatch", gallery)
+    header.pop("_header_len", None)
+    return GalleryIndex(path=p, header=header, spec=spec, entries=entries, embeddings=emb)
+
+
+def _sha256_array(a: np.ndarray, chunk_rows: int = 16384) -> str:
+    h = hashlib.sha256()
+    for s in range(0, a.shape[0], chunk_rows):
+        h.update(np.ascontiguousarray(a[s:s + chunk_rows]).tobytes())
+    return h.hexdigest()
+
+
+def _unit_f16(embeddings: np.ndarray) -> np.ndarray:
+    """float16 rows are taken as already normalised (they come from an index: re-normalising would
+    drift their last bits on every update); anything else is normalised in float32, then cast."""
+    if embeddings.dtype == np.float16:
+        return np.ascontiguousarray(embeddings, dtype="<f2")
+    x = np.asarray(embeddings, dtype=np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(x.astype("<f2"))
+
+
+def build_header(spec: ModelSpec, entries: list[IndexEntry], data: np.ndarray,
+                 gallery_root: str | os.PathLike[str]) -> tuple[bytes, int]:
+    """(header JSON bytes, data_offset) for ``data`` (N, D) float16."""
+    from . import __version__
+
+    header: dict[str, Any] = {
+        "format_version": FORMAT_VERSION, "spec": spec.to_dict(), "spec_fingerprint": spec.fingerprint(),
+        "count": len(entries), "dim": int(data.shape[1]), "dtype": "float16", "data_offset": 0,
+        "data_sha256": _sha256_array(data), "created_by": f"irreid-edge {__version__}",
+        "gallery_root": str(Path(gallery_root).resolve()), "entries": [e.to_dict() for e in entries],
+    }
+    # data_offset depends on the header length, which depends on data_offset's digits: iterate.
+    for _ in range(4):
+        raw = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        offset = -(-(_PREFIX.size + len(raw)) // ALIGN) * ALIGN
+        if offset == header["data_offset"]:
+            return raw, offset
+        header["data_offset"] = offset
+    raise RuntimeError("index header length did not converge")  # unreachable in practice
+
+
+def _write_all(f: Any, chunks: Iterator[bytes | memoryview]) -> None:
+    for chunk in chunks:
+        f.write(chunk)
+
+
+def write_index(path: str | os.PathLike[str], spec: ModelSpec, entries: list[IndexEntry],
+                embeddings: np.ndarray, gallery_root: str | os.PathLike[str]) -> Path:
+    """Write atomically (temp file + fsync + os.replace). On any failure the previous file is untouched.
+
+    Call under ``index_lock`` when other writers may run. ``embeddings`` (N, D) any float dtype;
+    rows are L2-normalised in float32, then cast to float16.
+    """
+    p = Path(path)
+    if embeddings.ndim != 2 or embeddings.shape[0] != len(entries):
+        raise ValueError(f"embeddings {embeddings.shape} do not match {len(entries)} entries")
+    if embeddings.shape[1] != spec.embedding_dim:
+        raise ValueError(f"embedding dim {embeddings.shape[1]} != spec.embedding_dim {spec.embedding_dim}")
+    data = _unit_f16(embeddings)
+    raw, offset = build_header(spec, entries, data, gallery_root)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pad = b"\0" * (offset - _PREFIX.size - len(raw))
+            rows = max(1, (8 << 20) // max(1, data.shape[1] * 2))  # ~8 MB per write
+            chunks = (data[s:s + rows].tobytes() for s in range(0, data.shape[0], rows))
+            _write_all(f, iter([_PREFIX.pack(MAGIC, len(raw)), raw, pad, *chunks]))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise OSError(e.errno, f"{p}: cannot write the index ({os.strerror(e.errno)}); free some "
+                          "space and run again (the previous index is intact)") from None
+        raise
+    _fsync_dir(p.parent)
+    return p
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); harmless where directories cannot be opened."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+@contextlib.contextmanager
+def index_lock(path: str | os.PathLike[str], wait_message: bool = True) -> Iterator[None]:
+    """Exclusive ``flock`` on ``<index>.lock`` for writers; blocks (saying so) while another holds it."""
+    lock_path = Path(str(path) + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if wait_message:
+                print(f"irreid-edge: waiting for another process updating {path} ...", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
