@@ -1,0 +1,171 @@
+"""The native runtime (runtime/cpp) against the Python runtime: ctest, preprocessing, ranking, refusals.
+
+Bar (issue 10): preprocessing max |diff| <= 1 grey level on generated images of several sizes and
+modes; identical top-k on the same index and probe embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from runtime.index import IndexEntry, read_index, write_index
+from runtime.model_dir import write_model_dir_specs
+from runtime.preprocess import preprocess_path
+from runtime.rank import topk
+from runtime.spec import ModelSpec
+
+SIZES = [(97, 203), (40, 30), (300, 100), (144, 288), (1000, 600), (64, 128)]  # (width, height)
+
+
+def _pattern(w: int, h: int, seed: int) -> np.ndarray:
+    """Smooth gradients plus noise: exercises both the filter weights and the rounding."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 255.0 / max(w - 1, 1), y * 255.0 / max(h - 1, 1), (x + y) % 256], axis=-1)
+    return np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)  # (H, W, 3)
+
+
+def _write_images(folder: Path) -> list[Path]:
+    paths: list[Path] = []
+
+    def save(im: Image.Image, name: str, **kw: object) -> None:
+        paths.append(folder / name)
+        im.save(paths[-1], **kw)
+
+    for i, (w, h) in enumerate(SIZES):
+        rgb = Image.fromarray(_pattern(w, h, i))
+        save(rgb, f"rgb_{w}x{h}.png")
+        save(rgb, f"rgb_{w}x{h}.jpg", quality=90)
+        save(rgb.convert("L"), f"l_{w}x{h}.png")
+        save(rgb.convert("L"), f"l_{w}x{h}.jpg", quality=90)
+        rgba = rgb.copy()
+        rgba.putalpha(Image.fromarray(_pattern(w, h, i + 50)[:, :, 0]))
+        save(rgba, f"rgba_{w}x{h}.png")
+        save(rgb.convert("LA"), f"la_{w}x{h}.png")
+        save(rgb.quantize(64), f"p_{w}x{h}.png")
+        save(rgb.quantize(64), f"ptrns_{w}x{h}.png", transparency=3)
+        counts = (np.asarray(rgb.convert("L"), np.uint16) * 7 + 20000)  # radiometric thermal: a narrow band
+        save(Image.fromarray(counts), f"i16_{w}x{h}.png")
+        save(rgb.convert("1"), f"bw_{w}x{h}.png")
+    rgb = Image.fromarray(_pattern(120, 70, 99))
+    for orientation in (2, 3, 4, 5, 6, 7, 8):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        save(rgb, f"exif{orientation}.jpg", quality=92, exif=exif)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    save(rgb, "exif6.png", exif=exif)
+    save(rgb.convert("CMYK"), "cmyk.jpg", quality=90)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return _write_images(tmp_path_factory.mktemp("parity_images"))
+
+
+def test_ctest_passes(native_build) -> None:
+    r = subprocess.run(["ctest", "--output-on-failure", "-j2"], cwd=native_build.build_dir, capture_output=True,
+                       text=True, timeout=300)
+    print(r.stdout[-1500:])
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("height", "width", "order"), [(288, 144, "RGB"), (128, 64, "BGR")])
+def test_preprocessing_parity(native_build, images: list[Path], tmp_path: Path, height: int, width: int,
+                              order: str) -> None:
+    out = tmp_path / "native.npy"
+    r = native_build.run("preprocess", "--images", *map(str, images), "--out", str(out), "--height", str(height),
+                         "--width", str(width), "--channel-order", order)
+    assert r.returncode == 0, r.stderr
+    native = np.load(out)
+    spec = ModelSpec(name="p", modality="ir", input_height=height, input_width=width, embedding_dim=4,
+                     channel_order=order)
+    python = np.stack([preprocess_path(p, spec) for p in images])
+    assert native.shape == python.shape == (len(images), 3, height, width)
+    diff = np.abs(native - python)
+    per_image = diff.reshape(len(images), -1).max(axis=1)
+    worst = int(per_image.argmax())
+    print(f"\npreprocessing parity {height}x{width} {order}: {len(images)} images, max |diff| = {diff.max():.0f} "
+          f"grey level(s) (worst: {images[worst].name}), {np.count_nonzero(diff) / diff.size:.4%} of values "
+          f"differ, {int((per_image == 0).sum())}/{len(images)} images bit-identical")
+    assert diff.max() <= 1.0, {p.name: float(d) for p, d in zip(images, per_image) if d > 1}
+
+
+def _spec(dim: int, name: str = "parity") -> ModelSpec:
+    return ModelSpec(name=name, modality="rgb", input_height=32, input_width=16, embedding_dim=dim)
+
+
+def _make_index(folder: Path, count: int, dim: int, seed: int = 0) -> tuple[Path, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(count, dim)).astype(np.float32)
+    emb[7] = emb[3]  # exact duplicates: ties that the row order must break
+    emb[11] = emb[3]
+    entries = [IndexEntry(f"id{i // 4:03d}/c{i % 4}.jpg", 1000 + i, 1_700_000_000_000_000_000 + i, "0" * 64)
+               for i in range(count)]
+    path = folder / ".irreid" / "index.irx"
+    write_index(path, _spec(dim), entries, emb, folder)
+    return path, emb
+
+
+def test_topk_parity(native_build, tmp_path: Path) -> None:
+    index_path, emb = _make_index(tmp_path, 2000, 128)
+    rng = np.random.default_rng(1)
+    probes = np.concatenate([emb[[3, 500]], rng.normal(size=(6, 128)).astype(np.float32)])
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    np.save(tmp_path / "probes.npy", probes)
+    r = native_build.run("match", "--probe-embedding", str(tmp_path / "probes.npy"), "--gallery", str(tmp_path),
+                         "--top-k", "15", "--json", "--verify")
+    assert r.returncode == 0, r.stderr
+    native = json.loads(r.stdout)
+    idx = read_index(index_path, verify=True)
+    ids, dists = topk(probes, idx.as_float32(), 15)
+    assert len(native["probes"]) == len(probes)
+    worst = 0.0
+    for qi, p in enumerate(native["probes"]):
+        assert [x["path"] for x in p["results"]] == [idx.entries[i].path for i in ids[qi]]
+        assert [x["rank"] for x in p["results"]] == list(range(1, 16))
+        worst = max(worst, float(np.abs(np.array([x["distance"] for x in p["results"]]) - np.maximum(dists[qi], 0)).max()))
+    first = [x["path"] for x in native["probes"][0]["results"][:3]]
+    assert first == [idx.entries[i].path for i in (3, 7, 11)]  # the tie, lower row first
+    print(f"\ntop-15 identical for {len(probes)} probes over 2000 x 128; max |distance diff| = {worst:.2e}")
+    assert worst < 2e-6
+    assert set(native) >= {"model", "backend", "gallery", "index", "gallery_modality", "top_k", "probes", "skipped"}
+
+
+def test_match_checks_the_model_and_the_probe(native_build, tmp_path: Path) -> None:
+    _make_index(tmp_path, 50, 16)
+    np.save(tmp_path / "p.npy", np.ones(16, np.float32))
+    np.save(tmp_path / "bad.npy", np.ones(8, np.float32))
+    same, other = tmp_path / "same", tmp_path / "other"
+    write_model_dir_specs(same, {"rgb": _spec(16), "ir": _spec(16).replace(modality="ir")})
+    write_model_dir_specs(other, {"rgb": _spec(16, name="another"), "ir": _spec(16).replace(modality="ir")})
+    ok = native_build.run("match", "--probe-embedding", str(tmp_path / "p.npy"), "--gallery", str(tmp_path),
+                          "--model", str(same))
+    assert ok.returncode == 0, ok.stderr
+    assert "rank" in ok.stdout
+    refused = native_build.run("match", "--probe-embedding", str(tmp_path / "p.npy"), "--gallery", str(tmp_path),
+                               "--model", str(other))
+    assert refused.returncode == 2 and "another model" in refused.stderr
+    dim = native_build.run("match", "--probe-embedding", str(tmp_path / "bad.npy"), "--gallery", str(tmp_path))
+    assert dim.returncode == 2 and "8 values per row" in dim.stderr
+    assert len(dim.stderr.strip().splitlines()) == 1
+
+
+def test_refusals_are_one_line_exit_2(native_build, tmp_path: Path) -> None:
+    missing = native_build.run("match", "--probe-embedding", "x.npy", "--gallery", str(tmp_path))
+    assert missing.returncode == 2 and "index" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    (tmp_path / "corrupt.irx").write_bytes(b"IRREIDX1" + b"\xff" * 8)
+    corrupt = native_build.run("match", "--probe-embedding", "x.npy", "--index", str(tmp_path / "corrupt.irx"))
+    assert corrupt.returncode == 2 and "rebuild" in corrupt.stderr
+    version = native_build.run("--version")
+    if "TensorRT: no" in version.stdout:
+        embed = native_build.run("embed", "--images", str(tmp_path), "--out", str(tmp_path / "e.npy"),
+                                 "--model", str(tmp_path))
+        assert embed.returncode == 2 and "without TensorRT" in embed.stderr
