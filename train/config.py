@@ -90,6 +90,7 @@ class LossConfig:
 class OptimConfig:
     epochs: int = 70  # total, counting both phases when alternating by epoch (35 + 35 in the paper)
     alternate: str = "epoch"  # epoch | step | grl
+    optimizer: str = "sgd"  # sgd (the paper) | adam
     lr_new: float = 0.01
     lr_pretrained: float = 0.001
     lr_domain: float = 0.01
@@ -123,6 +124,7 @@ class TrainConfig:
         _check_choice("data.name", self.data.name, DATASETS)
         _check_choice("loss.variant", self.loss.variant, VARIANTS)
         _check_choice("optim.alternate", self.optim.alternate, ALTERNATE)
+        _check_choice("optim.optimizer", self.optim.optimizer, ("sgd", "adam"))
         _check_choice("data.pseudo_ir", self.data.pseudo_ir, ("red", "gray"))
         _check_choice("device", self.device, ("auto", "cpu", "cuda"), prefix_ok=("cuda:",))
         if not 1 <= self.model.stripes <= 9:
@@ -204,8 +206,10 @@ def get_preset(name: str) -> TrainConfig:
 
 
 # -- overrides ---------------------------------------------------------------------------------------
-def _coerce(current: Any, text: Any, name: str) -> Any:
-    """Convert ``text`` to the type of the field's current value."""
+def _coerce(current: Any, text: Any, name: str, optional: bool = False) -> Any:
+    """Convert ``text`` to the type of the field's current value (``none`` clears an optional field)."""
+    if optional and isinstance(text, str) and text.lower() in ("none", "null"):
+        return None
     if not isinstance(text, str):
         return tuple(text) if isinstance(current, tuple) else text
     if isinstance(current, bool):
@@ -247,7 +251,8 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
         names = [f.name for f in dataclasses.fields(obj) if not dataclasses.is_dataclass(getattr(obj, f.name))]
         if leaf not in names:
             raise ConfigError(f"unknown config field {dotted!r}; valid fields here: {', '.join(names)}")
-        setattr(obj, leaf, _coerce(getattr(obj, leaf), value, dotted))
+        optional = getattr(type(obj)(), leaf) is None  # fields whose default is None may be cleared
+        setattr(obj, leaf, _coerce(getattr(obj, leaf), value, dotted, optional))
     return cfg
 
 

@@ -118,8 +118,9 @@ def _summary(tr: Trainer, run_dir: Path, seconds: float, test: dict[str, Any] | 
     if test:
         plain = next((s for s in test.get("summary", []) if s.get("variant", "plain") == "plain"), None)
         if plain:
-            rows.append(("test rank-1 / mAP", f"{plain['r1']['mean']:.1f}% ± {plain['r1']['std']:.1f} / "
-                                              f"{plain['mAP']['mean']:.1f}% ± {plain['mAP']['std']:.1f}"))
+            m, sd = plain["mean"], plain["std"]
+            rows.append(("test rank-1 / mAP", f"{m['r1']:.1f}% ± {sd['r1']:.1f} / {m['mAP']:.1f}% ± {sd['mAP']:.1f}"
+                                              f" ({plain['trials']} trials)"))
     return summary_table(rows)
 
 

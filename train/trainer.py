@@ -75,6 +75,13 @@ class _Recording:
             yield batch
 
 
+def _optimizer(o: Any, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper) or Adam (faster from random init: the CPU demo)."""
+    if o.optimizer == "adam":
+        return torch.optim.Adam(groups, weight_decay=o.weight_decay)
+    return torch.optim.SGD(groups, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
 @dataclass
 class EpochStats:
     sums: dict[str, float]
@@ -105,12 +112,10 @@ class Trainer:
         self.model_kwargs = {"name": cfg.model.name, "kwargs": self._rebuild_kwargs()}
         groups = self.model.param_groups()
         o = cfg.optim
-        self.opt_feat = torch.optim.SGD(
-            [{"params": groups["pretrained"], "lr": o.lr_pretrained, "base_lr": o.lr_pretrained},
-             {"params": groups["new"], "lr": o.lr_new, "base_lr": o.lr_new}],
-            momentum=o.momentum, weight_decay=o.weight_decay, nesterov=False)
-        self.opt_disc = (torch.optim.SGD([{"params": groups["domain"], "lr": o.lr_domain, "base_lr": o.lr_domain}],
-                                         momentum=o.momentum, weight_decay=o.weight_decay)
+        self.opt_feat = _optimizer(o, [
+            {"params": groups["pretrained"], "lr": o.lr_pretrained, "base_lr": o.lr_pretrained},
+            {"params": groups["new"], "lr": o.lr_new, "base_lr": o.lr_new}])
+        self.opt_disc = (_optimizer(o, [{"params": groups["domain"], "lr": o.lr_domain, "base_lr": o.lr_domain}])
                          if groups["domain"] else None)
         self.net: torch.nn.Module = self._wrap_ddp()
         self.amp = bool(o.amp and self.device.type == "cuda")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,6 @@ import pytest
 from PIL import Image
 
 from runtime.index import IndexEntry, read_index, write_index
-from runtime.model_dir import write_model_dir_specs
 from runtime.preprocess import preprocess_path
 from runtime.rank import topk
 from runtime.spec import ModelSpec
@@ -140,19 +140,24 @@ def test_topk_parity(native_build, tmp_path: Path) -> None:
 
 
 def test_match_checks_the_model_and_the_probe(native_build, tmp_path: Path) -> None:
-    _make_index(tmp_path, 50, 16)
-    np.save(tmp_path / "p.npy", np.ones(16, np.float32))
-    np.save(tmp_path / "bad.npy", np.ones(8, np.float32))
-    same, other = tmp_path / "same", tmp_path / "other"
-    write_model_dir_specs(same, {"rgb": _spec(16), "ir": _spec(16).replace(modality="ir")})
-    write_model_dir_specs(other, {"rgb": _spec(16, name="another"), "ir": _spec(16).replace(modality="ir")})
-    ok = native_build.run("match", "--probe-embedding", str(tmp_path / "p.npy"), "--gallery", str(tmp_path),
+    # A real chain: tiny exported folders, the gallery indexed by the Python CLI, probes embedded by it.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+    from cli_fixtures import cli, make_good_gallery, make_model_dir
+
+    same, other = make_model_dir(tmp_path / "same"), make_model_dir(tmp_path / "other", seed=7)
+    gallery = tmp_path / "gallery"
+    make_good_gallery(gallery, n=8)
+    cli("index", "--gallery", str(gallery), "--model", str(same))
+    cli("embed", "--images", str(gallery), "--out", str(tmp_path / "p.npy"), "--model", str(same), "--modality", "ir")
+    ok = native_build.run("match", "--probe-embedding", str(tmp_path / "p.npy"), "--gallery", str(gallery),
                           "--model", str(same))
     assert ok.returncode == 0, ok.stderr
     assert "rank" in ok.stdout
-    refused = native_build.run("match", "--probe-embedding", str(tmp_path / "p.npy"), "--gallery", str(tmp_path),
+    refused = native_build.run("match", "--probe-embedding", str(tmp_path / "p.npy"), "--gallery", str(gallery),
                                "--model", str(other))
     assert refused.returncode == 2 and "another model" in refused.stderr
+    _make_index(tmp_path, 50, 16)
+    np.save(tmp_path / "bad.npy", np.ones(8, np.float32))
     dim = native_build.run("match", "--probe-embedding", str(tmp_path / "bad.npy"), "--gallery", str(tmp_path))
     assert dim.returncode == 2 and "8 values per row" in dim.stderr
     assert len(dim.stderr.strip().splitlines()) == 1

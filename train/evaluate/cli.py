@@ -1,6 +1,6 @@
 """``python -m train.evaluate``: a checkpoint or an exported model on a benchmark protocol.
 
-    python -m train.evaluate --checkpoint runs/demo/checkpoint.pt                 # synthetic demo data
+    python -m train.evaluate --checkpoint runs/demo/best.pt                       # synthetic demo data
     python -m train.evaluate --checkpoint C --data sysu --root SYSU-MM01 --mode all --trials 10
     python -m train.evaluate --onnx runs/demo/export --precision int8 --data regdb --root RegDB
     python -m train.evaluate ... --flip --rerank --out results.json --rank-list ranks.png
@@ -59,7 +59,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--lambda-value", type=float, default=0.3)
     p.add_argument("--max-rank", type=int, default=20)
     p.add_argument("--batch", type=int, default=64, help="images per forward pass")
-    p.add_argument("--out", help="results JSON (default: eval-<data>.json beside the model)")
+    p.add_argument("--out", help="results JSON (default: eval-<data>[-<mode>].json beside the model)")
     p.add_argument("--rank-list", metavar="PNG", help="also draw rank lists of the first trial")
     p.add_argument("--rank-list-probes", type=int, default=8)
     p.add_argument("--top-k", type=int, default=10)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@
 #include "irreid/npy.h"
 #include "irreid/preprocess.h"
 #include "irreid/rank.h"
+#include "irreid/sha256.h"
+#include "irreid/spec.h"
 
 namespace irreid::cli {
 namespace {
@@ -61,13 +64,26 @@ ProbeSet probes_from_images(const std::vector<std::string>& inputs, const std::s
     return set;
 }
 
+// What runtime.encoder.open_encoder records in an index: spec.json's spec for the modality with the
+// precision used and the sha256 of the ONNX file actually loaded (the ONNX Runtime CPU graph or the
+// TensorRT graph; both names of runtime.model_dir.model_file are tried).
 void check_model(const std::string& model_dir, const GalleryIndex& idx, const std::string& index_path) {
     const auto specs = read_model_dir_specs(model_dir);
     const auto it = specs.find(idx.spec.modality);
     if (it == specs.end()) throw Error(model_dir + ": has no " + idx.spec.modality + " encoder, which the index was built with");
-    if (it->second.fingerprint() != idx.spec_fingerprint)
-        throw Error(index_path + ": built with another model (spec fingerprint differs from " + model_dir +
-                    "); rebuild it with `irreid-edge index --gallery DIR --model " + model_dir + "`");
+    const std::string& p = idx.spec.precision;
+    const std::string stem = model_dir + "/" + idx.spec.modality;
+    std::vector<std::string> files = {p == "fp32" ? stem + ".onnx" : p == "fp16" ? stem + ".fp16.onnx" : stem + ".int8-cpu.onnx"};
+    if (p == "int8") files.push_back(stem + ".int8.onnx");
+    for (const std::string& file : files) {
+        if (!std::ifstream(file)) continue;
+        ModelSpec spec = it->second;
+        spec.precision = p;
+        spec.onnx_sha256 = file_sha256_hex(file);
+        if (spec.fingerprint() == idx.spec_fingerprint) return;
+    }
+    throw Error(index_path + ": built with another model (spec fingerprint differs from " + model_dir +
+                "); rebuild it with `irreid-edge index --gallery DIR --model " + model_dir + " --rebuild`");
 }
 
 // runtime/commands/match.py: distance rounded to 6 decimals, never negative (float rounding).
