@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime.spec import atomic_write_text
+from runtime.spec import atomic_write_text, read_json
 
 from .ranges import TensorRange
 
@@ -67,12 +67,7 @@ class RangeCache:
 
 def read_cache(path: str | os.PathLike[str]) -> RangeCache:
     p = Path(path)
-    try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CalibCacheError(f"{p}: range cache not found") from None
-    except json.JSONDecodeError as e:
-        raise CalibCacheError(f"{p}: malformed JSON ({e}); delete it to recalibrate") from None
+    d = read_json(p, missing="range cache not found", malformed="delete it to recalibrate", error=CalibCacheError)
     if not isinstance(d, dict) or d.get("format") != CACHE_FORMAT or d.get("format_version") != CACHE_VERSION:
         raise CalibCacheError(f"{p}: not an irreid-edge range cache (format {CACHE_FORMAT} v{CACHE_VERSION}); "
                               f"delete it or pass another --calib-cache")

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .spec import ModelSpec, SpecError, atomic_write_bytes, atomic_write_text, file_sha256
+from .spec import ModelSpec, SpecError, atomic_write_bytes, atomic_write_text, file_sha256, read_json
 
 __all__ = [
     "ENGINE_FORMAT_VERSION",
@@ -166,12 +166,8 @@ def read_sidecar(engine: str | os.PathLike[str], verify_engine: bool = True) -> 
     side = sidecar_path(engine)
     if not engine.is_file():
         raise SpecError(f"{engine}: engine not found; build it with `irreid-edge build`")
-    try:
-        payload = json.loads(side.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(f"{side}: missing, so {engine.name} cannot be checked; rebuild it with `irreid-edge build`") from None
-    except json.JSONDecodeError as e:
-        raise SpecError(f"{side}: malformed JSON ({e}); rebuild the engine with `irreid-edge build`") from None
+    payload = read_json(side, missing=f"missing, so {engine.name} cannot be checked; rebuild it with `irreid-edge build`",
+                        malformed="rebuild the engine with `irreid-edge build`")
     if payload.get("format_version") != ENGINE_FORMAT_VERSION:
         raise SpecError(f"{side}: format_version {payload.get('format_version')!r} is not {ENGINE_FORMAT_VERSION}; "
                         f"rebuild the engine with this irreid-edge")

@@ -17,7 +17,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .spec import MODALITIES, PRECISIONS, SPEC_FORMAT_VERSION, ModelSpec, SpecError, atomic_write_text
+from .spec import (
+    MODALITIES,
+    PRECISIONS,
+    SPEC_FORMAT_VERSION,
+    ModelSpec,
+    SpecError,
+    atomic_write_text,
+    read_json,
+)
 
 __all__ = [
     "DEFAULT_RUNS_DIR",
@@ -63,12 +71,8 @@ def read_model_dir_specs(model_dir: str | os.PathLike[str]) -> dict[str, ModelSp
     path = Path(model_dir) / SPEC_FILE
     if not Path(model_dir).is_dir():
         raise SpecError(f"{model_dir}: model folder not found; export one with `python -m export.onnx`")
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(f"{path}: missing; this is not an irreid-edge export (run `python -m export.onnx`)") from None
-    except json.JSONDecodeError as e:
-        raise SpecError(f"{path}: malformed JSON ({e}); re-export the model") from None
+    payload = read_json(path, missing="missing; this is not an irreid-edge export (run `python -m export.onnx`)",
+                        malformed="re-export the model")
     if payload.get("format_version") != SPEC_FORMAT_VERSION:
         raise SpecError(f"{path}: format_version {payload.get('format_version')!r} is not {SPEC_FORMAT_VERSION}; "
                         f"re-export the model with this irreid-edge")

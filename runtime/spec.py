@@ -24,6 +24,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "file_sha256",
+    "read_json",
     "read_spec_json",
     "spec_from_onnx_metadata",
     "spec_to_onnx_metadata",
@@ -237,6 +238,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike[str], missing: str, malformed: str,
+              error: type[ValueError] = SpecError) -> Any:
+    """Parse a JSON file we wrote; a missing or malformed one raises ``error`` in one line naming the
+    file: ``"<path>: <missing>"`` or ``"<path>: malformed JSON (<why>); <malformed>"``."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{p}: {missing}") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{p}: malformed JSON ({e}); {malformed}") from None
 
 
 def write_spec_json(spec: ModelSpec, path: str | os.PathLike[str]) -> None:
