@@ -22,8 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train import losses as L  # noqa: E402
-from train.models import create_model  # noqa: E402
+from train import losses as L
+from train.models import create_model
 
 
 def build(variant: str, classes: int, device: torch.device) -> tuple[torch.nn.Module, L.LossConfig, list, list]:
