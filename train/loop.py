@@ -49,7 +49,9 @@ def _run_epoch(tr: Trainer, epoch: int, phase: str, quiet: bool) -> tuple[dict[s
     if cfg.max_steps_per_epoch:
         total = min(total, cfg.max_steps_per_epoch)
     stats, t0, stop = EpochStats({}), time.perf_counter(), False
-    bar = _bar(loader, total, f"epoch {epoch + 1}/{cfg.optim.epochs} [{phase}]", tr.dist.is_main and not quiet)
+    # A bar only on a terminal: in a log file its redraws bury the per-epoch lines.
+    show = tr.dist.is_main and not quiet and sys.stderr.isatty()
+    bar = _bar(loader, total, f"epoch {epoch + 1}/{cfg.optim.epochs} [{phase}]", show)
     for i, batch in enumerate(bar):
         terms = tr.train_step(batch, phase)
         tr.step += 1
