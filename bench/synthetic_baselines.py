@@ -27,45 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runtime.preprocess import decode_image, preprocess_image
-from train.data.records import Record
 from train.data.synthetic import generate
 from train.data.sysu import read_sysu, test_split
-
-
-def rank1(q_feat: np.ndarray, g_feat: np.ndarray, q: Sequence[Record], g: Sequence[Record], rule: str) -> float:
-    """Rank-1 of cosine similarity; ``rule`` "sysu" drops cam2 for cam3 queries, "same_cam" drops same id+cam."""
-    sim = q_feat @ g_feat.T  # (Q, G)
-    qp, qc = np.array([r.pid for r in q]), np.array([r.camid for r in q])
-    gp, gc = np.array([r.pid for r in g]), np.array([r.camid for r in g])
-    if rule == "sysu":
-        drop = (qc[:, None] == 3) & (gc[None, :] == 2)
-    else:
-        drop = (qp[:, None] == gp[None, :]) & (qc[:, None] == gc[None, :])
-    sim = np.where(drop, -np.inf, sim)
-    has_match = ((qp[:, None] == gp[None, :]) & ~drop).any(1)
-    best = gp[sim.argmax(1)]
-    return float((best == qp)[has_match].mean())
-
-
-def colour_histograms(paths: Sequence[str], bins: int = 4, stripes: int = 6, centre: float = 0.4) -> np.ndarray:
-    """Classic stripe colour histograms: joint RGB histograms (``bins`` per channel) of ``stripes``
-    horizontal stripes of the central ``centre`` of the width (where the person is), square-rooted and
-    L2-normalised, so cosine similarity is the Hellinger kernel. Whole-image histograms do worse (the
-    background of a camera dominates them)."""
-    out = []
-    for p in paths:
-        a = np.asarray(decode_image(p).convert("RGB"))
-        h, w, _ = a.shape
-        x0 = int(w * (1 - centre) / 2)
-        a = a[:, x0:w - x0] // (256 // bins)
-        feats = []
-        for s in range(stripes):
-            b = a[s * h // stripes:(s + 1) * h // stripes].reshape(-1, 3).astype(np.int64)  # (pixels, 3)
-            hist = np.bincount((b[:, 0] * bins + b[:, 1]) * bins + b[:, 2], minlength=bins**3)
-            feats.append(np.sqrt(hist / hist.sum()))
-        v = np.concatenate(feats).astype(np.float32)
-        out.append(v / np.linalg.norm(v))
-    return np.stack(out)
+from train.evaluate.baselines import colour_histograms, rank1
 
 
 def random_resnet_features(paths: Sequence[str], seed: int = 0) -> np.ndarray:
@@ -110,10 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--root", type=Path, default=None, help="keep the generated dataset here (default: a temp dir)")
+    ap.add_argument("--mark-scale", type=float, default=1.0, help="rendering style (train.data.synthetic_render.Style)")
+    ap.add_argument("--ir-dye", type=float, default=0.0, help="rendering style: IR intensity share that follows the dye")
+    ap.add_argument("--clutter", type=float, default=1.0, help="rendering style: background clutter and occlusion")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = a.root or Path(tmp) / "synthetic"
-        info = generate(root, ids=a.ids, seed=a.seed, test_ids=a.ids, val_ids=0)
+        info = generate(root, ids=a.ids, seed=a.seed, test_ids=a.ids, val_ids=0, mark_scale=a.mark_scale,
+                        ir_dye=a.ir_dye, clutter=a.clutter)
         if "cpu_seconds" in info:
             n, cpu, wall = info["images"], info["cpu_seconds"], info["seconds"]
             print(f"generator: {n} images of {a.ids} ids, {cpu:.1f} s CPU ({wall:.1f} s wall) = "  # type: ignore[str-format]

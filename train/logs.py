@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,12 @@ class MetricsLog:
 
 
 def plot_curves(rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
-    """Loss terms per epoch on the left, validation rank-1 / mAP on the right."""
-    import matplotlib
+    """Loss terms per epoch on the left, validation rank-1 / mAP on the right (None without matplotlib)."""
+    try:
+        import matplotlib
+    except ImportError:  # an optional extra: a finished run must not fail over its picture
+        print(f"{out}: not drawn, matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

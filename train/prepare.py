@@ -24,7 +24,7 @@ from .data.records import Record
 from .data.regdb import read_regdb
 from .data.sysu import read_sysu
 
-__all__ = ["PreparedData", "prepare_data", "synthetic_root"]
+__all__ = ["PreparedData", "prepare_data", "synthetic_options", "synthetic_root"]
 
 
 @dataclass
@@ -45,10 +45,21 @@ class PreparedData:
         return bool(self.val_queries and self.val_gallery)
 
 
+def synthetic_options(cfg: DataConfig) -> dict[str, object]:
+    """Keyword arguments of train.data.synthetic.generate for this config."""
+    return {"ids": cfg.synthetic_ids, "seed": cfg.synthetic_seed, "mark_scale": cfg.synthetic_mark_scale,
+            "ir_dye": cfg.synthetic_ir_dye, "clutter": cfg.synthetic_clutter}
+
+
 def synthetic_root(cfg: DataConfig) -> Path:
     if cfg.root:
         return Path(cfg.root)
-    return default_cache_dir() / f"synthetic-ids{cfg.synthetic_ids}-seed{cfg.synthetic_seed}"
+    name = f"synthetic-ids{cfg.synthetic_ids}-seed{cfg.synthetic_seed}"
+    for tag, value, default in (("m", cfg.synthetic_mark_scale, 1.0), ("d", cfg.synthetic_ir_dye, 0.0),
+                                ("c", cfg.synthetic_clutter, 1.0)):
+        if value != default:  # a rendering style of its own gets a folder of its own
+            name += f"-{tag}{value:g}"
+    return default_cache_dir() / name
 
 
 def _ensure_synthetic(cfg: DataConfig, is_main: bool) -> Path:
@@ -59,7 +70,7 @@ def _ensure_synthetic(cfg: DataConfig, is_main: bool) -> Path:
     if is_main:
         from .data.synthetic import generate
 
-        generate(root, ids=cfg.synthetic_ids, seed=cfg.synthetic_seed)  # no-op when already complete
+        generate(root, **synthetic_options(cfg))  # type: ignore[arg-type]  # no-op when already complete
     return root
 
 

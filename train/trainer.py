@@ -15,6 +15,7 @@ with a generator seeded the same way, so ``--resume`` from an epoch checkpoint i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -52,6 +53,13 @@ def build_specs(cfg: TrainConfig, embedding_dim: int) -> dict[str, dict[str, Any
             embedding_dim=embedding_dim, stripes=cfg.model.stripes,
         ).to_dict()
     return specs
+
+
+def adv_ramp_weight(full: float, ramp_epochs: float, epoch: float) -> float:
+    """DANN's ramp (Ganin et al. 2016): ``full * (2 / (1 + e^(-10 p)) - 1)``, p = epoch / ramp_epochs <= 1."""
+    if ramp_epochs <= 0:
+        return full
+    return full * (2.0 / (1.0 + math.exp(-10.0 * min(1.0, epoch / ramp_epochs))) - 1.0)
 
 
 def _loss_config(cfg: TrainConfig) -> L.LossConfig:
@@ -181,6 +189,13 @@ class Trainer:
                 for g in opt.param_groups:
                     g["lr"] = g["base_lr"] * factor
         return factor
+
+    def set_adv_progress(self, epoch: float) -> float:
+        """The adversarial weight at fractional ``epoch`` (``loss.adv_ramp_epochs``); returns it."""
+        weight = adv_ramp_weight(self.cfg.loss.adv_weight, self.cfg.loss.adv_ramp_epochs, epoch)
+        if weight != self.loss_cfg.adv_weight:
+            self.loss_cfg = dataclasses.replace(self.loss_cfg, adv_weight=weight)
+        return weight
 
     # -- one step --------------------------------------------------------------------------------------------
     def _forward(self, images: torch.Tensor, modality: torch.Tensor) -> Any:

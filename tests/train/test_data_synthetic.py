@@ -95,3 +95,57 @@ def test_cli(tmp_path: Path) -> None:
     assert "images of 4 ids" in done.stdout
     assert len(list(out.glob("cam*/*/*.jpg"))) >= 8
     assert main(["--out", str(out), "--ids", "0"]) == 2
+
+
+def test_default_style_is_generator_version_1() -> None:
+    """Style() must leave version-1 datasets bit-identical (caches made before styles existed stay valid)."""
+    from train.data.synthetic_render import Style
+
+    p = sample_identity(0, 5)
+    for cam in (1, 3):
+        assert np.array_equal(render(p, cam, 1, 0, 64, 32), render(p, cam, 1, 0, 64, 32, Style()))
+
+
+def test_ir_dye_ties_ir_intensity_to_the_dye() -> None:
+    """With ir_dye=1 a dark-dyed garment is dark in IR whatever its material; with 0 the dye is irrelevant."""
+    from train.data.synthetic_render import LUMA, MATERIALS, _person_table, sample_identity as sample
+    from train.data.synthetic_render import UPPER
+
+    for pid in range(1, 30):
+        p = sample(0, pid)
+        colour, material = p.upper[0], p.upper[1]
+        assert _person_table(p, MATERIALS, 0.9, 0.3, 0.0)[UPPER] == pytest.approx(MATERIALS[material])
+        assert _person_table(p, MATERIALS, 0.9, 0.3, 0.0, ir_dye=1.0)[UPPER] == pytest.approx(LUMA[colour])
+
+
+def test_style_options_are_recorded_validated_and_change_the_images(tmp_path: Path) -> None:
+    import json
+
+    small = {**SMALL, "ids": 6, "test_ids": 2, "val_ids": 1}
+    generate(tmp_path / "v1", seed=0, **small)
+    generate(tmp_path / "styled", seed=0, mark_scale=2.0, ir_dye=0.8, clutter=0.5, **small)
+    v1 = json.loads((tmp_path / "v1" / "synthetic.json").read_text())["config"]
+    styled = json.loads((tmp_path / "styled" / "synthetic.json").read_text())["config"]
+    assert "ir_dye" not in v1  # default styles keep the version-1 metadata
+    assert (styled["mark_scale"], styled["ir_dye"], styled["clutter"]) == (2.0, 0.8, 0.5)
+    a, b = digest(tmp_path / "v1"), digest(tmp_path / "styled")
+    assert a.keys() - {"synthetic.json"} == b.keys() - {"synthetic.json"}  # same ids, cameras and shots
+    assert sum(a[k] != b[k] for k in a if k.endswith(".jpg")) > 0.9 * sum(k.endswith(".jpg") for k in a)
+    with pytest.raises(ValueError, match="ir_dye"):
+        generate(tmp_path / "bad", ir_dye=1.5, **small)
+
+
+def test_colour_histogram_matcher_fails_across_modalities(tmp_path: Path) -> None:
+    """The matcher the demo's score is compared with: fine within colour, near chance from IR."""
+    from train.evaluate.baselines import colour_histograms, rank1, sysu_histogram_rank1
+
+    root = tmp_path / "syn"
+    generate(root, seed=0, ids=24, height=64, width=32, min_per_cam=2, max_per_cam=3, test_ids=20, val_ids=0)
+    ir = sysu_histogram_rank1(root, trials=3)
+    queries, gallery = test_split(root, "all", 0)
+    colour = [r for r in read_sysu(root, "test") if r.modality == 0]
+    feats = dict(zip([r.path for r in colour], colour_histograms([r.path for r in colour])))
+    rgb = rank1(np.stack([feats[r.path] for r in colour]), np.stack([feats[r.path] for r in gallery]),
+                colour, gallery, "same_cam")
+    assert 0.0 <= ir <= 0.25  # 20 ids: chance is 5%
+    assert rgb > ir + 0.1

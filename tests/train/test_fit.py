@@ -111,3 +111,18 @@ def test_two_process_ddp_on_cpu(tmp_path, tiny_data):
     assert main([*TINY, "--set", f"data.root={tiny_data}", "--resume", str(run / "last.pt"), "--epochs", "2",
                  "--set", "data.p=2"]) == 0
     assert load_checkpoint(run / "last.pt")["epoch"] == 1
+
+
+def test_adversarial_ramp_and_styled_cache_folders():
+    from train.config import DataConfig
+    from train.prepare import synthetic_root
+    from train.trainer import adv_ramp_weight
+
+    assert adv_ramp_weight(0.3, 0.0, 0.0) == 0.3  # no ramp: the paper
+    ramp = [adv_ramp_weight(0.3, 8.0, e) for e in (0.0, 1.0, 4.0, 8.0, 20.0)]
+    assert ramp[0] == 0.0 and ramp == sorted(ramp) and ramp[-1] == ramp[-2] == pytest.approx(0.3, abs=1e-4)
+    with pytest.raises(ConfigError, match="adv_ramp_epochs"):
+        apply_overrides(get_preset("demo"), {"loss.adv_ramp_epochs": "-1"}).validate()
+    plain = synthetic_root(DataConfig(synthetic_ids=300))
+    styled = synthetic_root(DataConfig(synthetic_ids=300, synthetic_ir_dye=1.0, synthetic_mark_scale=1.5))
+    assert plain.name == "synthetic-ids300-seed0" and styled.name == "synthetic-ids300-seed0-m1.5-d1"

@@ -28,7 +28,7 @@ from PIL import Image
 
 from runtime.spec import atomic_write_text
 
-from .synthetic_render import CAMERAS, render, sample_identity
+from .synthetic_render import CAMERAS, Style, render, sample_identity
 
 __all__ = ["GENERATOR_VERSION", "SyntheticConfig", "generate", "get_args_parser", "main"]
 
@@ -49,6 +49,12 @@ class SyntheticConfig:
     test_ids: int | None = None  # default: 20% of ids, like SYSU-MM01's 96 of 491
     val_ids: int | None = None  # default: 20% of ids
     quality: int = 92
+    mark_scale: float = 1.0  # see synthetic_render.Style
+    ir_dye: float = 0.0
+    clutter: float = 1.0
+
+    def style(self) -> Style:
+        return Style(mark_scale=self.mark_scale, ir_dye=self.ir_dye, clutter=self.clutter)
 
     def validate(self) -> None:
         if self.ids < 1:
@@ -59,6 +65,12 @@ class SyntheticConfig:
             raise ValueError(f"images must be at least 32x16, got {self.height}x{self.width}")
         if not 0.0 <= self.cam_dropout < 1.0:
             raise ValueError(f"cam_dropout must be in [0, 1), got {self.cam_dropout}")
+        if not 0.25 <= self.mark_scale <= 4.0:
+            raise ValueError(f"mark_scale must be in [0.25, 4], got {self.mark_scale}")
+        if not 0.0 <= self.ir_dye <= 1.0:
+            raise ValueError(f"ir_dye must be in [0, 1], got {self.ir_dye}")
+        if not 0.0 <= self.clutter <= 3.0:
+            raise ValueError(f"clutter must be in [0, 3], got {self.clutter}")
         n_test, n_val = self.split_sizes()
         if n_test < 1 or n_val < 0 or n_test + n_val > self.ids:
             raise ValueError(f"test_ids ({n_test}) >= 1 and val_ids ({n_val}) >= 0 must fit in ids ({self.ids})")
@@ -92,12 +104,13 @@ def shots_per_camera(cfg: SyntheticConfig, pid: int) -> dict[int, int]:
 
 def _write_identity(out: Path, cfg: SyntheticConfig, pid: int) -> int:
     person = sample_identity(cfg.seed, pid)
+    style = cfg.style()
     written = 0
     for cam, n in shots_per_camera(cfg, pid).items():
         folder = out / f"cam{cam}" / f"{pid:04d}"
         folder.mkdir(parents=True, exist_ok=True)
         for shot in range(1, n + 1):
-            img = render(person, cam, shot, cfg.seed, cfg.height, cfg.width)
+            img = render(person, cam, shot, cfg.seed, cfg.height, cfg.width, style)
             Image.fromarray(img).save(folder / f"{shot:04d}.jpg", quality=cfg.quality)
             written += 1
     return written
@@ -128,7 +141,11 @@ def generate(out_dir: str | os.PathLike[str], ids: int = 100, seed: int = 0, ove
     cfg = SyntheticConfig(ids=ids, seed=seed, **options)  # type: ignore[arg-type]
     cfg.validate()
     out = Path(out_dir)
-    meta: dict[str, object] = {"generator_version": GENERATOR_VERSION, "config": asdict(cfg)}
+    config = asdict(cfg)
+    for name, default in (("mark_scale", 1.0), ("ir_dye", 0.0), ("clutter", 1.0)):
+        if config[name] == default:  # version-1 datasets keep their metadata (and stay valid caches)
+            del config[name]
+    meta: dict[str, object] = {"generator_version": GENERATOR_VERSION, "config": config}
     if _prepare(out, meta, overwrite):
         return json.loads((out / META).read_text(encoding="utf-8"))
     t0, c0 = time.perf_counter(), time.process_time()
@@ -157,6 +174,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--cam-dropout", type=float, default=0.1, help="chance an id misses a camera")
     p.add_argument("--test-ids", type=int, default=None, help="test identities (default 20%% of --ids)")
     p.add_argument("--val-ids", type=int, default=None, help="validation identities (default 20%% of --ids)")
+    p.add_argument("--mark-scale", type=float, default=1.0, help="size of clothing marks and patterns (default 1)")
+    p.add_argument("--ir-dye", type=float, default=0.0,
+                   help="share of IR intensity that follows the dye's brightness, 0-1 (default 0: material only)")
+    p.add_argument("--clutter", type=float, default=1.0, help="background clutter and occlusion rate (default 1)")
     p.add_argument("--overwrite", action="store_true", help="regenerate an earlier synthetic output")
     return p
 
@@ -166,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         info = generate(a.out, ids=a.ids, seed=a.seed, overwrite=a.overwrite, height=a.height, width=a.width,
                         min_per_cam=a.min_per_cam, max_per_cam=a.max_per_cam, cam_dropout=a.cam_dropout,
-                        test_ids=a.test_ids, val_ids=a.val_ids)
+                        test_ids=a.test_ids, val_ids=a.val_ids, mark_scale=a.mark_scale, ir_dye=a.ir_dye,
+                        clutter=a.clutter)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

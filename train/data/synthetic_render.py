@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["CAMERAS", "Identity", "render", "sample_identity"]
+__all__ = ["CAMERAS", "Identity", "Style", "render", "sample_identity"]
 
 # Small shared palette (RGB 0-255): black, white, grey, red, blue, green, yellow, brown.
 PALETTE = np.array(
@@ -30,6 +30,7 @@ SKIN_COLOURS = np.array([[230, 190, 160], [190, 140, 105], [120, 85, 60]], np.fl
 # Near-infrared intensity (0-1) by material: unrelated to the garment's colour.
 MATERIALS = np.array([0.12, 0.25, 0.38, 0.5, 0.62, 0.75, 0.88], np.float32)
 SKIN_IR, HAIR_IR = 0.9, 0.3
+LUMA = (PALETTE @ np.array([0.299, 0.587, 0.114], np.float32)) / 255.0  # a dye's brightness, 0-1
 
 BG, SKIN, HAIR, UPPER, UPPER2, LOWER, LOWER2, SHOES, BAG, LOGO, TRIM, HAT, OCCL = range(13)
 CLUTTER0, N_REGIONS = 13, 20
@@ -64,6 +65,26 @@ CAMERAS = {
     5: Camera(False, (0.35, 0.35, 0.3), (0.70, 0.92), (170, 165, 160), (3, 6), 0.25, (1.0, 0.95, 1.05), 4.0, (0.4, 0.8)),
     6: Camera(True, (0.3, 0.4, 0.3), (0.65, 0.88), 0.22, (3, 6), 0.25, (0.6, 1.0), 13.0, (0.9, 1.5)),
 }
+
+
+@dataclass(frozen=True)
+class Style:
+    """How hard the rendering is; the defaults are generator version 1 exactly.
+
+    mark_scale: multiplies the size of part-level marks (pattern period, logo, collar, straps), so
+        that they survive downscaling to a small training size (64x32 keeps 2-3 px stripes blurred away).
+    ir_dye: share of a garment's infrared intensity that follows its dye's brightness (0 = material
+        only, colour useless across modalities; real near-infrared sits in between: many dyes are
+        transparent in NIR, dark carbon-black ones are not).
+    clutter: multiplies the number of background objects and the occlusion rate.
+    """
+
+    mark_scale: float = 1.0
+    ir_dye: float = 0.0
+    clutter: float = 1.0
+
+
+DEFAULT_STYLE = Style()
 
 
 @dataclass(frozen=True)
@@ -193,15 +214,15 @@ def _draw_head(d: ImageDraw.ImageDraw, p: Identity, view: str, g: _Geom, side: i
             _rect(d, hx, hy - hr * 0.45, hx + side * hr * 1.4, hy - hr * 0.3, HAT)
 
 
-def _draw_marks(d: ImageDraw.ImageDraw, p: Identity, view: str, g: _Geom, side: int) -> None:
+def _draw_marks(d: ImageDraw.ImageDraw, p: Identity, view: str, g: _Geom, side: int, scale: float = 1.0) -> None:
     """Collar, logo and bag: part-level marks that identify a person in both modalities."""
-    th = max(1.0, 0.02 * g.hp)
+    th = max(1.0, 0.02 * g.hp * scale)
     if p.collar[0] >= 0:
         if view == "front":
             d.polygon([(g.cx - 0.4 * g.sw, g.ys), (g.cx + 0.4 * g.sw, g.ys), (g.cx, g.ys + 0.1 * g.hp)], fill=TRIM)
         else:
             _rect(d, g.cx - 0.45 * g.sw, g.ys, g.cx + 0.45 * g.sw, g.ys + 1.5 * th, TRIM)
-    shape, size = p.logo[0], p.logo[3] * g.hp
+    shape, size = p.logo[0], p.logo[3] * g.hp * scale
     lx, ly = g.cx + p.logo[4] * g.sw * 0.6, g.ys + 0.3 * (g.yh - g.ys)
     if (shape == "bar" and view != "side") or (shape != "bar" and view == "front"):
         box = [lx - size, ly - size, lx + size, ly + size]
@@ -241,10 +262,10 @@ def _draw_bag(d: ImageDraw.ImageDraw, p: Identity, view: str, g: _Geom, side: in
         _rect(d, hx - 0.045 * g.hp, hand, hx + 0.045 * g.hp, hand + 0.08 * g.hp, BAG)
 
 
-def _apply_patterns(reg: np.ndarray, p: Identity, g: _Geom, view: str) -> np.ndarray:
+def _apply_patterns(reg: np.ndarray, p: Identity, g: _Geom, view: str, style: Style) -> np.ndarray:
     """Clothing patterns in garment coordinates (they move with the person, not the frame)."""
     yy, xx = np.indices(reg.shape)
-    period = max(2, round(p.upper[5] * g.hp))
+    period = max(2, round(p.upper[5] * g.hp * style.mark_scale))
     dy, dx = (yy - g.ys) // period, (xx - g.cx + 1000 * period) // (period if view != "side" else max(2, period // 2))
     mask = {
         "solid": None,
@@ -266,10 +287,11 @@ def _apply_patterns(reg: np.ndarray, p: Identity, g: _Geom, view: str) -> np.nda
     return out
 
 
-def _background(d: ImageDraw.ImageDraw, rng: np.random.Generator, cam: Camera, h: int, w: int) -> None:
+def _background(d: ImageDraw.ImageDraw, rng: np.random.Generator, cam: Camera, h: int, w: int, clutter: float) -> None:
     """Floor band and clutter objects (regions CLUTTER0..), drawn before the person."""
     _rect(d, 0, h * rng.uniform(0.72, 0.88), w, h, CLUTTER0)
-    for i in range(int(rng.integers(cam.clutter[0], cam.clutter[1] + 1))):
+    n = int(rng.integers(cam.clutter[0], cam.clutter[1] + 1))
+    for i in range(n if clutter == 1.0 else round(n * clutter)):
         x0, y0 = rng.uniform(-0.2, 1.0) * w, rng.uniform(-0.1, 0.9) * h
         bw, bh = rng.uniform(0.1, 0.5) * w, rng.uniform(0.1, 0.6) * h
         box = [x0, y0, x0 + bw, y0 + bh]
@@ -287,7 +309,8 @@ def _occluder(d: ImageDraw.ImageDraw, rng: np.random.Generator, h: int, w: int) 
         _rect(d, x0, h * rng.uniform(0.0, 0.5), x0 + cover, h, OCCL)
 
 
-def _region_map(p: Identity, cam: Camera, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def _region_map(p: Identity, cam: Camera, rng: np.random.Generator, h: int, w: int,
+                style: Style = DEFAULT_STYLE) -> np.ndarray:
     """(H, W) uint8 map of region codes for one image of person ``p`` seen by ``cam``."""
     view = str(rng.choice(VIEWS, p=cam.views))
     side = int(rng.choice([-1, 1]))
@@ -299,24 +322,30 @@ def _region_map(p: Identity, cam: Camera, rng: np.random.Generator, h: int, w: i
               sw=p.shoulder * hp * (0.6 if narrow else 1.0), hw=p.hip * hp * (0.7 if narrow else 1.0))
     im = Image.new("L", (w, h), BG)
     d = ImageDraw.Draw(im)
-    _background(d, rng, cam, h, w)
+    _background(d, rng, cam, h, w, style.clutter)
     _draw_legs(d, p, view, g)
     _draw_torso(d, p, view, g, side)
-    im = Image.fromarray(_apply_patterns(np.asarray(im), p, g, view))
+    im = Image.fromarray(_apply_patterns(np.asarray(im), p, g, view, style))
     d = ImageDraw.Draw(im)
     _draw_head(d, p, view, g, side)
-    _draw_marks(d, p, view, g, side)
-    if rng.random() < cam.occlusion:
+    _draw_marks(d, p, view, g, side, style.mark_scale)
+    if rng.random() < cam.occlusion * style.clutter:
         _occluder(d, rng, h, w)
     return np.asarray(im)
 
 
-def _person_table(p: Identity, values: np.ndarray, skin: object, hair: object, none: object) -> dict[int, object]:
+def _person_table(p: Identity, values: np.ndarray, skin: object, hair: object, none: object,
+                  ir_dye: float = 0.0) -> dict[int, object]:
     """Region -> palette colour or material intensity of this person (``values`` = PALETTE or MATERIALS)."""
     uc, um, _, uc2, um2, _, _ = p.upper
     lc, lm, _, _, lc2, lm2 = p.lower
     colour = values is PALETTE
-    pick = (lambda c, m: values[c]) if colour else (lambda c, m: values[m])
+    if colour:
+        pick = lambda c, m: values[c]  # noqa: E731
+    elif ir_dye == 0.0:
+        pick = lambda c, m: values[m]  # noqa: E731
+    else:
+        pick = lambda c, m: (1.0 - ir_dye) * values[m] + ir_dye * LUMA[c]  # noqa: E731
     return {
         SKIN: skin, HAIR: hair, UPPER: pick(uc, um), UPPER2: pick(uc2, um2), LOWER: pick(lc, lm),
         LOWER2: pick(lc2, lm2), SHOES: pick(*p.shoes), BAG: pick(p.bag[1], p.bag[2]),
@@ -344,14 +373,14 @@ def _render_rgb(reg: np.ndarray, p: Identity, cam: Camera, rng: np.random.Genera
     return np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
 
 
-def _render_ir(reg: np.ndarray, p: Identity, cam: Camera, rng: np.random.Generator) -> np.ndarray:
+def _render_ir(reg: np.ndarray, p: Identity, cam: Camera, rng: np.random.Generator, ir_dye: float = 0.0) -> np.ndarray:
     lut = np.empty(N_REGIONS, np.float32)
     lut[BG] = float(cam.bg) + rng.uniform(-0.06, 0.06)  # type: ignore[arg-type]
     lut[CLUTTER0] = lut[BG] * rng.uniform(0.6, 0.9)
     lut[CLUTTER0 + 1:] = rng.uniform(0.05, 0.7, N_REGIONS - CLUTTER0 - 1)
     lut[OCCL] = rng.uniform(0.05, 0.7)
     heat = rng.uniform(-0.06, 0.06)  # body temperature / distance to the illuminator
-    for region, value in _person_table(p, MATERIALS, SKIN_IR, HAIR_IR, MATERIALS[0]).items():
+    for region, value in _person_table(p, MATERIALS, SKIN_IR, HAIR_IR, MATERIALS[0], ir_dye).items():
         lut[region] = float(value) + heat + rng.uniform(-0.03, 0.03)  # type: ignore[arg-type]
     v = lut[reg]  # (H, W)
     h, w = reg.shape
@@ -368,9 +397,10 @@ def _render_ir(reg: np.ndarray, p: Identity, cam: Camera, rng: np.random.Generat
     return np.repeat(g[:, :, None], 3, axis=2)  # stored as 3 equal channels, like SYSU-MM01's IR images
 
 
-def render(p: Identity, cam_id: int, shot: int, seed: int, height: int = 128, width: int = 64) -> np.ndarray:
+def render(p: Identity, cam_id: int, shot: int, seed: int, height: int = 128, width: int = 64,
+           style: Style = DEFAULT_STYLE) -> np.ndarray:
     """One (height, width, 3) uint8 image of ``p`` from camera ``cam_id``; a pure function of its arguments."""
     cam = CAMERAS[cam_id]
     rng = np.random.default_rng([seed, 2, p.pid, cam_id, shot])
-    reg = _region_map(p, cam, rng, height, width)
-    return _render_ir(reg, p, cam, rng) if cam.ir else _render_rgb(reg, p, cam, rng)
+    reg = _region_map(p, cam, rng, height, width, style)
+    return _render_ir(reg, p, cam, rng, style.ir_dye) if cam.ir else _render_rgb(reg, p, cam, rng)

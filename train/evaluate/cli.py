@@ -74,13 +74,13 @@ def synthetic_default_root(train_config: dict[str, Any] | None = None) -> Path:
     """
     from ..config import DataConfig, config_from_dict
     from ..data.synthetic import generate
-    from ..prepare import synthetic_root
+    from ..prepare import synthetic_options, synthetic_root
 
     data = config_from_dict(train_config).data if train_config else DataConfig()
     if data.name != "synthetic":  # trained on real data: use the demo's synthetic dataset
         data = DataConfig()
     root = synthetic_root(data)
-    generate(root, ids=data.synthetic_ids, seed=data.synthetic_seed)  # a no-op when already complete
+    generate(root, **synthetic_options(data))  # type: ignore[arg-type]  # a no-op when already complete
     return root
 
 
