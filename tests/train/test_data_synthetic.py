@@ -108,8 +108,8 @@ def test_default_style_is_generator_version_1() -> None:
 
 def test_ir_dye_ties_ir_intensity_to_the_dye() -> None:
     """With ir_dye=1 a dark-dyed garment is dark in IR whatever its material; with 0 the dye is irrelevant."""
-    from train.data.synthetic_render import LUMA, MATERIALS, _person_table, sample_identity as sample
-    from train.data.synthetic_render import UPPER
+    from train.data.synthetic_render import LUMA, MATERIALS, UPPER, _person_table
+    from train.data.synthetic_render import sample_identity as sample
 
     for pid in range(1, 30):
         p = sample(0, pid)
@@ -142,7 +142,7 @@ def test_colour_histogram_matcher_fails_across_modalities(tmp_path: Path) -> Non
     root = tmp_path / "syn"
     generate(root, seed=0, ids=24, height=64, width=32, min_per_cam=2, max_per_cam=3, test_ids=20, val_ids=0)
     ir = sysu_histogram_rank1(root, trials=3)
-    queries, gallery = test_split(root, "all", 0)
+    _, gallery = test_split(root, "all", 0)
     colour = [r for r in read_sysu(root, "test") if r.modality == 0]
     feats = dict(zip([r.path for r in colour], colour_histograms([r.path for r in colour])))
     rgb = rank1(np.stack([feats[r.path] for r in colour]), np.stack([feats[r.path] for r in gallery]),
