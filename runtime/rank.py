@@ -10,15 +10,35 @@ loaded at the time): numpy float32 sgemv + argpartition took 0.35x (100k) and 0.
 of faiss.IndexFlatIP, so ``backend="auto"`` uses numpy and FAISS runs only when asked (``"faiss"``).
 (FAISS's fp16 scalar quantiser was ~20-40% faster than numpy float32 there, but needs a persistent
 FAISS index to pay off; not used by ``match``.)
+
+``backend="int8"`` is runtime/search_int8.py's exact searcher: an int8 first pass through ONNX
+Runtime's MatMulInteger bounds every row's score, and the few rows that can be in the top-k are
+re-scored in float64, so the result is exact. Measured with bench/search_bench.py (100k x 1536,
+float16 gallery, 2-core development CPU): one query 9.1 ms (load average 0.4-0.8) to 12 ms (~1.2)
+vs numpy-f32 28-32 ms and faiss-flat-ip 55-68 ms; 32 queries per call 3.0-3.9 ms/query vs numpy
+6.3-6.4. Its build (quantise + prepack) took 1.7-2.4 s per 100k rows, more than it saves in one
+call unless the call brings hundreds of queries (at 1M rows, under load, batched numpy sgemm was
+as fast: 77 vs 74 ms/query), so it pays off only when reused: it is cached for READ-ONLY gallery arrays (an index memmap, or
+``arr.setflags(write=False)``); a writable array is re-quantised on every call (a cache cannot see
+in-place edits). ``auto`` uses it only when a searcher is already cached for the array (a
+long-lived process that asked for it once); otherwise numpy, so the one-shot CLI ``match`` stays
+on numpy unless ``--search int8`` is given.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-__all__ = ["BACKENDS", "k_reciprocal_rerank", "rerank_topk", "topk", "topk_from_distances"]
+if TYPE_CHECKING:
+    from .search_int8 import Int8Searcher
 
-BACKENDS = ("auto", "numpy", "faiss")
+__all__ = ["BACKENDS", "clear_int8_cache", "int8_searcher", "k_reciprocal_rerank", "rerank_topk", "topk",
+           "topk_from_distances"]
+
+BACKENDS = ("auto", "numpy", "faiss", "int8")
+_int8_cache: list[Int8Searcher] = []  # at most one: it holds an int8 copy of a gallery
 
 
 def topk_from_distances(dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +97,34 @@ def topk(queries: np.ndarray, gallery: np.ndarray, k: int, backend: str = "auto"
         return np.zeros((q.shape[0], 0), np.int64), np.zeros((q.shape[0], 0), np.float32)
     if backend == "faiss":
         return _faiss_topk(q, gallery, k)
+    if backend == "int8" or (backend == "auto" and _cached_int8(gallery) is not None):
+        return int8_searcher(gallery).search(q, k)
     return _numpy_topk(q, gallery, k, chunk_rows)
+
+
+def _cached_int8(gallery: np.ndarray) -> Int8Searcher | None:
+    return next((s for s in _int8_cache if s.gallery is gallery), None)
+
+
+def int8_searcher(gallery: np.ndarray, threads: int | None = None) -> Int8Searcher:
+    """The exact int8 searcher for ``gallery``: reused while the same read-only array is passed.
+
+    A writable array gets a fresh searcher each call (in-place edits would make a cached one wrong).
+    """
+    from .search_int8 import Int8Searcher
+
+    found = _cached_int8(gallery)
+    if found is not None:
+        return found
+    searcher = Int8Searcher(gallery, threads)
+    if not gallery.flags.writeable:
+        _int8_cache[:] = [searcher]  # replaces the previous gallery's searcher (and frees its memory)
+    return searcher
+
+
+def clear_int8_cache() -> None:
+    """Drop the cached int8 searcher (and its reference to the gallery array)."""
+    _int8_cache.clear()
 
 
 # -- k-reciprocal re-ranking (Zhong et al., CVPR 2017, "Re-ranking Person Re-identification with
