@@ -148,6 +148,9 @@ def test_two_concurrent_index_runs_leave_one_valid_index(tmp_path: Path, model: 
 _INTERRUPT_AFTER_3_BATCHES = textwrap.dedent("""
     import os, signal, sys
     import runtime.indexer as ix
+    # As in a terminal. A job started with `&` by a non-interactive shell (how CI may run us) inherits
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler: the kill would do nothing.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     real, calls = ix.embed_items, [0]
     def embed_items(prepared, embed, batch):
         def hooked(x):
