@@ -14,7 +14,7 @@ from collections.abc import Sequence
 __all__ = ["DTYPES", "attr_int", "attr_ints", "model_bytes", "node", "tensor", "value_info"]
 
 # TensorProto.DataType
-DTYPES = {"float32": 1, "uint8": 2, "int8": 3, "int32": 6, "int64": 7, "float16": 10, "float64": 11}
+DTYPES = {"float32": 1, "uint8": 2, "int8": 3, "int32": 6, "int64": 7, "bool": 9, "float16": 10, "float64": 11}
 _LEN, _VARINT = 2, 0  # protobuf wire types
 
 
