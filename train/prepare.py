@@ -22,6 +22,7 @@ from .config import DataConfig, default_cache_dir
 from .data.market import read_market
 from .data.records import Record
 from .data.regdb import read_regdb
+from .data.synthetic_render import DEFAULT_STYLE
 from .data.sysu import read_sysu
 
 __all__ = ["PreparedData", "prepare_data", "synthetic_options", "synthetic_root"]
@@ -45,19 +46,22 @@ class PreparedData:
         return bool(self.val_queries and self.val_gallery)
 
 
+_STYLE_TAGS = {"mark_scale": "m", "ir_dye": "d", "clutter": "c"}  # Style field -> cache-folder tag
+
+
 def synthetic_options(cfg: DataConfig) -> dict[str, object]:
     """Keyword arguments of train.data.synthetic.generate for this config."""
-    return {"ids": cfg.synthetic_ids, "seed": cfg.synthetic_seed, "mark_scale": cfg.synthetic_mark_scale,
-            "ir_dye": cfg.synthetic_ir_dye, "clutter": cfg.synthetic_clutter}
+    style = {name: getattr(cfg, f"synthetic_{name}") for name in _STYLE_TAGS}
+    return {"ids": cfg.synthetic_ids, "seed": cfg.synthetic_seed, **style}
 
 
 def synthetic_root(cfg: DataConfig) -> Path:
     if cfg.root:
         return Path(cfg.root)
     name = f"synthetic-ids{cfg.synthetic_ids}-seed{cfg.synthetic_seed}"
-    for tag, value, default in (("m", cfg.synthetic_mark_scale, 1.0), ("d", cfg.synthetic_ir_dye, 0.0),
-                                ("c", cfg.synthetic_clutter, 1.0)):
-        if value != default:  # a rendering style of its own gets a folder of its own
+    for option, tag in _STYLE_TAGS.items():
+        value = getattr(cfg, f"synthetic_{option}")
+        if value != getattr(DEFAULT_STYLE, option):  # a rendering style of its own gets a folder of its own
             name += f"-{tag}{value:g}"
     return default_cache_dir() / name
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..rank import BACKENDS
 from ._common import add_model_arguments
 
 HELP = "latency and throughput per batch size, with a per-stage breakdown"
@@ -31,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modality", choices=["ir", "rgb"], default="ir")
     p.add_argument("--images", help="folder of images to decode (default: synthetic JPEGs)")
     p.add_argument("--gallery-size", type=int, default=10000, help="random gallery rows for the rank stage")
-    p.add_argument("--search", choices=["auto", "numpy", "faiss", "int8"], default="auto",
+    p.add_argument("--search", choices=BACKENDS, default="auto",
                    help="exact search backend for the rank stage (int8 is built once, before timing)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..rank import BACKENDS
 from ._common import add_index_arguments, add_model_arguments
 
 HELP = "rank gallery crops for one or more probe crops (IR probe vs colour gallery by default)"
@@ -42,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=None, metavar="D",
                    help="drop results whose distance (1 - cosine) is above D")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (Zhong et al. 2017)")
-    p.add_argument("--search", choices=["auto", "numpy", "faiss", "int8"], default="auto",
+    p.add_argument("--search", choices=BACKENDS, default="auto",
                    help="exact search backend (faiss needs faiss-cpu; int8 = ONNX Runtime int8 pass + exact "
                         "re-rank: ~3x faster per query but ~2 s per 100k rows to build, so it pays off for "
                         "many probes; auto = numpy, as one run builds nothing it could reuse)")

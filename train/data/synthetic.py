@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -142,9 +142,9 @@ def generate(out_dir: str | os.PathLike[str], ids: int = 100, seed: int = 0, ove
     cfg.validate()
     out = Path(out_dir)
     config = asdict(cfg)
-    for name, default in (("mark_scale", 1.0), ("ir_dye", 0.0), ("clutter", 1.0)):
-        if config[name] == default:  # version-1 datasets keep their metadata (and stay valid caches)
-            del config[name]
+    for f in fields(Style):
+        if config[f.name] == f.default:  # version-1 datasets keep their metadata (and stay valid caches)
+            del config[f.name]
     meta: dict[str, object] = {"generator_version": GENERATOR_VERSION, "config": config}
     if _prepare(out, meta, overwrite):
         return json.loads((out / META).read_text(encoding="utf-8"))
