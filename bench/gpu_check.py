@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: make runtime/ and train/ impor
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--model", help="exported model folder (default: newest export under ./runs, else build one)")
     p.add_argument("--arch", default="dat_resnet50", help="architecture when building a model (train.models)")
     p.add_argument("--modality", default="ir", choices=["rgb", "ir"])

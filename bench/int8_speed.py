@@ -69,7 +69,7 @@ def bench(label: str, fp32: bytes, int8: bytes, shape: tuple[int, int], runs: in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="dat_resnet50")
     p.add_argument("--height", type=int, default=288)
     p.add_argument("--width", type=int, default=144)

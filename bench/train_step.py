@@ -54,7 +54,7 @@ def sync(device: torch.device) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--height", type=int, default=288)
     p.add_argument("--width", type=int, default=144)

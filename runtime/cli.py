@@ -25,6 +25,7 @@ class UserError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="irreid-edge",
+        allow_abbrev=False,  # `match --top 3` must not silently mean --top-k (issue 19)
         description="Cross-modal (infrared <-> colour) person re-identification on the edge: "
         "build engines, index galleries, match IR probes against colour crops.",
     )
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         mod = importlib.import_module(f"runtime.commands.{name}")
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, allow_abbrev=False)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser

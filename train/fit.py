@@ -32,7 +32,7 @@ __all__ = ["get_args_parser", "main", "resolve_config"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.fit", description=__doc__,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m train.fit", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="demo", help=f"one of: {', '.join(PRESETS)} (default: demo)")
     p.add_argument("--config", help="YAML file with data:/model:/loss:/optim: sections (applied after the preset)")

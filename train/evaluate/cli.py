@@ -36,7 +36,7 @@ DATA_NAMES = {"sysu": "SYSU-MM01", "regdb": "RegDB", "market": "Market-1501", "s
 def get_args_parser() -> argparse.ArgumentParser:
     from runtime.encoder import BACKEND_CHOICES
 
-    p = argparse.ArgumentParser(prog="python -m train.evaluate",
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m train.evaluate",
                                 description="Evaluate a checkpoint or an exported model on a benchmark protocol.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     src = p.add_mutually_exclusive_group(required=True)
