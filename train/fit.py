@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as e:
         print(f"train.fit: error: {e}", file=sys.stderr)
         return 2
-    from .loop import run_training
+    from .run import run_training
 
     try:
         return run_training(cfg, resume=args.resume, test=not args.no_test, quiet=args.quiet)

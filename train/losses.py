@@ -39,7 +39,7 @@ __all__ = [
     "VARIANTS",
     "AdvVariant",
     "GradReverse",
-    "LossConfig",
+    "ObjectiveConfig",
     "adversarial_loss",
     "batch_hard_triplet",
     "discriminator_objective",
@@ -172,11 +172,11 @@ ADVERSARIAL_MODES = ("minmax", "grl")
 
 def required_domain_levels(variant: str) -> tuple[str, ...]:
     """The `domain_levels` create_model needs for `variant` (pass them on to the model)."""
-    return LossConfig(variant=variant).adv.levels
+    return ObjectiveConfig(variant=variant).adv.levels
 
 
 @dataclass(frozen=True)
-class LossConfig:
+class ObjectiveConfig:
     variant: str = "full"
     label_smoothing: float = 0.0
     margin: float | None = 0.3  # None: soft-margin triplet
@@ -209,7 +209,7 @@ def _adversarial_terms(
     out: ReIDOutput,
     modality: Any,
     model: Any,
-    cfg: LossConfig,
+    cfg: ObjectiveConfig,
     transform: Callable[[torch.Tensor], torch.Tensor],
 ) -> dict[str, torch.Tensor]:
     """{'adv_<level>': L_adv(level, w)} for the variant's levels; `transform` acts on D's inputs."""
@@ -239,7 +239,7 @@ def _adversarial_terms(
     return terms
 
 
-def _reid_terms(out: ReIDOutput, labels: torch.Tensor, cfg: LossConfig) -> dict[str, torch.Tensor]:
+def _reid_terms(out: ReIDOutput, labels: torch.Tensor, cfg: ObjectiveConfig) -> dict[str, torch.Tensor]:
     if out.logits is None:
         raise ValueError(
             "the cross-entropy loss needs identity logits: create the model with num_classes > 0"
@@ -255,7 +255,7 @@ def _total_adv(adv: dict[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor
 
 
 def feature_objective(
-    out: ReIDOutput, labels: torch.Tensor, modality: Any, model: Any, cfg: LossConfig
+    out: ReIDOutput, labels: torch.Tensor, modality: Any, model: Any, cfg: ObjectiveConfig
 ) -> dict[str, torch.Tensor]:
     """Eq. 1 for the feature extractor: total = Σ_i CE + w_tri·L_tri − w_adv·Σ_j L_adv(g_j, w)."""
     terms = _reid_terms(out, labels, cfg)
@@ -267,7 +267,7 @@ def feature_objective(
 
 
 def discriminator_objective(
-    out: ReIDOutput, modality: Any, model: Any, cfg: LossConfig
+    out: ReIDOutput, modality: Any, model: Any, cfg: ObjectiveConfig
 ) -> dict[str, torch.Tensor]:
     """What the domain classifiers minimise: total = Σ_j L_adv(g_j, w), on detached features."""
     adv = _adversarial_terms(out, modality, model, cfg, torch.Tensor.detach)
@@ -279,7 +279,7 @@ def grl_objective(
     labels: torch.Tensor,
     modality: Any,
     model: Any,
-    cfg: LossConfig,
+    cfg: ObjectiveConfig,
     lambd: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """One loss for both players through a gradient-reversal layer: total = Σ CE + w_tri·L_tri + Σ_j L_adv.

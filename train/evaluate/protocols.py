@@ -2,8 +2,8 @@
 
 - SYSU-MM01 (and the synthetic dataset, which has its layout): one query set (IR cams 3 and 6), a new
   gallery per trial (``train.data.sysu.test_split`` with ``random.seed(trial)``, trials 0..T-1).
-- RegDB: trials 1..T, each its own identity split; visible->thermal and thermal->visible are
-  separate rows (``direction``).
+- RegDB: trials 1..T (or exactly trial ``only``), each its own identity split; visible->thermal and
+  thermal->visible are separate rows (``direction``).
 - Market-1501: the fixed query / gallery split (one trial); cameras in ``ir_cams`` are pseudo-IR.
 
 Variants (separate rows, never silently on): ``plain``; ``flip`` (flip-at-test); ``rerank``
@@ -23,7 +23,7 @@ from .features import FeatureCache
 from .metrics import RankingResult, cosine_distmat, evaluate_ranking
 from .rerank import k_reciprocal_rerank
 
-__all__ = ["DATASETS", "Trial", "TrialResult", "evaluate_trial", "iter_trials", "variants_for"]
+__all__ = ["DATASETS", "Trial", "TrialResult", "evaluate_trial", "iter_trials", "trial_numbers", "variants_for"]
 
 DATASETS = ("sysu", "regdb", "market", "synthetic")
 PROTOCOL_OF = {"sysu": "sysu", "synthetic": "sysu", "regdb": "regdb", "market": "market"}
@@ -46,18 +46,18 @@ class TrialResult:
     distmat: np.ndarray  # (Q, G), kept for rank-list pictures
 
 
-def _sysu(root: str | os.PathLike[str], mode: str, trials: int, shots: int) -> Iterator[Trial]:
+def _sysu(root: str | os.PathLike[str], mode: str, trials: Sequence[int], shots: int) -> Iterator[Trial]:
     from ..data.sysu import test_split
 
-    for t in range(trials):
+    for t in trials:
         queries, gallery = test_split(root, mode=mode, trial=t, shots=shots)
         yield Trial(t, "", "sysu", queries, gallery)
 
 
-def _regdb(root: str | os.PathLike[str], trials: int) -> Iterator[Trial]:
+def _regdb(root: str | os.PathLike[str], trials: Sequence[int]) -> Iterator[Trial]:
     from ..data.regdb import test_split
 
-    for t in range(1, trials + 1):  # RegDB's idx files are numbered 1..10
+    for t in trials:
         for direction in ("v2t", "t2v"):
             queries, gallery = test_split(root, trial=t, direction=direction)
             yield Trial(t, direction, "regdb", queries, gallery)
@@ -71,16 +71,31 @@ def _market(root: str | os.PathLike[str], ir_cams: Sequence[int]) -> Iterator[Tr
     yield Trial(0, "", "market", queries, gallery)
 
 
-def iter_trials(data: str, root: str | os.PathLike[str], mode: str = "all", trials: int = 10, shots: int = 1,
-                market_ir_cams: Sequence[int] = (4, 5, 6)) -> Iterator[Trial]:
-    if data not in DATASETS:
-        raise ValueError(f"unknown dataset {data!r}; valid: {', '.join(DATASETS)}")
+def trial_numbers(data: str, trials: int = 10, only: int | None = None) -> list[int]:
+    """The trial numbers to score: RegDB's are 1..10 (its idx files), SYSU's gallery draws 0..T-1.
+
+    ``only`` picks one trial exactly (``--trial N``); ``trials`` counts from the first.
+    """
+    first = 1 if data == "regdb" else 0
+    if only is not None:
+        if only < first or (data == "regdb" and only > 10):
+            valid = "1..10 (RegDB's idx files)" if data == "regdb" else ">= 0 (the gallery draw's seed)"
+            raise ValueError(f"--trial {only} is invalid for {data}; valid: {valid}")
+        return [only]
     if trials < 1:
         raise ValueError(f"--trials must be >= 1, got {trials}")
+    return list(range(first, first + trials))
+
+
+def iter_trials(data: str, root: str | os.PathLike[str], mode: str = "all", trials: int = 10, shots: int = 1,
+                market_ir_cams: Sequence[int] = (4, 5, 6), only: int | None = None) -> Iterator[Trial]:
+    if data not in DATASETS:
+        raise ValueError(f"unknown dataset {data!r}; valid: {', '.join(DATASETS)}")
+    numbers = trial_numbers(data, trials, only)
     if data in ("sysu", "synthetic"):
-        return _sysu(root, mode, trials, shots)
+        return _sysu(root, mode, numbers, shots)
     if data == "regdb":
-        return _regdb(root, trials)
+        return _regdb(root, numbers)
     return _market(root, market_ir_cams)
 
 

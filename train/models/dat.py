@@ -36,8 +36,8 @@ from .backbone import (
     stage_channels,
     strip_prefix,
 )
-from .config import ModelConfig, parse_modality
 from .head import DomainHead, Normalize, StripeHead, embedding_from_parts
+from .network_config import NetworkConfig, parse_modality
 
 __all__ = ["DATNet", "ModalityEncoder", "ReIDOutput"]
 
@@ -74,7 +74,7 @@ class ModalityEncoder(nn.Module):
 
 
 class DATNet(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
         self.config = config
         weights, what = backbone_weights(config.backbone, config.pretrained)

@@ -1,8 +1,8 @@
-"""``python -m train.evaluate.pictures``: the paper's figures from checkpoints and result files.
+"""``python -m train.evaluate.figures``: the paper's figures from checkpoints and result files.
 
-    python -m train.evaluate.pictures activations --checkpoint C [--root DIR | --images a.jpg ...] --out act.png
-    python -m train.evaluate.pictures correlation --checkpoint C [C2 ...] [--root DIR] --out corr.png
-    python -m train.evaluate.pictures stripes results1.json results2.json ... --out stripes.png
+    python -m train.evaluate.figures activations --checkpoint C [--root DIR | --images a.jpg ...] --out act.png
+    python -m train.evaluate.figures correlation --checkpoint C [C2 ...] [--root DIR] --out corr.png
+    python -m train.evaluate.figures stripes results1.json results2.json ... --out stripes.png
     (rank lists: python -m train.evaluate ... --rank-list ranks.png)
 
 activations (Fig. 4): the final feature map's channel mean over each image, with the stripe borders
@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from .plots import activation_png, correlation_png, stripes_png
+from .drawing import activation_png, correlation_png, stripes_png
 
 __all__ = ["get_args_parser", "layer_correlations", "main", "stripe_points"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m train.evaluate.pictures",
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m train.evaluate.figures",
                                 description="The paper's figures from checkpoints and result files.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     sub = p.add_subparsers(dest="figure", required=True)

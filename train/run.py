@@ -1,4 +1,5 @@
-"""run_training: epochs, progress bar, logs, checkpoints, the summary and the final test evaluation."""
+"""One training run (``run_training``): its run folder, the epoch loop, progress bar, logs, checkpoints,
+the final test evaluation and the summary. One optimisation step is train.trainer.Trainer's."""
 
 from __future__ import annotations
 
