@@ -129,7 +129,8 @@ def _open_index(args: argparse.Namespace, encoders: Any, modality: str, say: Any
 
 
 def _rank(args: argparse.Namespace, idx: Any, probes: list[tuple[Path, str, np.ndarray]]) -> list[dict[str, Any]]:
-    from ..rank import rerank_topk, topk
+    from ..rank import topk
+    from ..rerank import rerank_topk
 
     q = np.stack([e for _, _, e in probes])  # (Q, D)
     gallery = idx.as_float32()

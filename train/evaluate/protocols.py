@@ -7,7 +7,7 @@
 - Market-1501: the fixed query / gallery split (one trial); cameras in ``ir_cams`` are pseudo-IR.
 
 Variants (separate rows, never silently on): ``plain``; ``flip`` (flip-at-test); ``rerank``
-(k-reciprocal re-ranking of the plain features); ``flip+rerank``.
+(k-reciprocal re-ranking of the plain features, runtime.rerank: the same as ``match --rerank``); ``flip+rerank``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.rerank import k_reciprocal_rerank
+
 from ..data.records import Record
 from .features import FeatureCache
 from .metrics import RankingResult, cosine_distmat, evaluate_ranking
-from .rerank import k_reciprocal_rerank
 
 __all__ = ["DATASETS", "Trial", "TrialResult", "evaluate_trial", "iter_trials", "trial_numbers", "variants_for"]
 
