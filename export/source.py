@@ -13,6 +13,7 @@ from runtime.model_dir import runs_root
 from runtime.spec import ModelSpec, file_sha256
 from train.checkpoint import load_checkpoint
 from train.models import DATNet, create_model
+from train.plugins import load_plugins
 
 __all__ = ["Source", "find_checkpoint", "load_source"]
 
@@ -55,6 +56,7 @@ def _rebuild(ckpt: dict[str, Any], path: Path) -> DATNet:
     kwargs["pretrained"] = "none"  # the checkpoint's own weights follow
     if "num_classes" in ckpt:
         kwargs["num_classes"] = int(ckpt["num_classes"])
+    load_plugins((ckpt.get("config") or {}).get("plugins") or ())  # a backbone registered by the user's file
     model = create_model(str(mk["name"]), **kwargs)
     try:
         model.load_state_dict(ckpt["model"])

@@ -65,7 +65,7 @@ def adv_ramp_weight(full: float, ramp_epochs: float, epoch: float) -> float:
 
 def _loss_config(cfg: TrainConfig) -> L.ObjectiveConfig:
     return L.ObjectiveConfig(variant=cfg.loss.variant, label_smoothing=cfg.loss.label_smoothing, margin=cfg.loss.margin,
-                        adv_weight=cfg.loss.adv_weight,
+                        adv_weight=cfg.loss.adv_weight, extra_terms=tuple(cfg.loss.extra_terms.items()),
                         adversarial="grl" if cfg.optim.alternate == "grl" else "minmax")
 
 

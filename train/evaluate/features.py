@@ -103,8 +103,10 @@ class TorchEmbedder:
     def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "cpu") -> TorchEmbedder:
         from ..checkpoint import load_checkpoint
         from ..models import create_model
+        from ..plugins import load_plugins
 
         ckpt = load_checkpoint(path, map_location=device)
+        load_plugins((ckpt.get("config") or {}).get("plugins") or ())  # a backbone of the user's own
         name, kwargs = _model_kwargs(ckpt, str(path))
         for key in ("mean", "std", "domain_levels"):  # JSON turned tuples into lists
             if key in kwargs:
