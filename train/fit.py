@@ -88,17 +88,41 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if args.plugin:
         from .plugins import normalise_plugin
 
-        given = tuple(overrides.get("plugins") or cfg.plugins)
+        given = overrides.get("plugins", cfg.plugins)
+        given = tuple(given.split(",") if isinstance(given, str) else given)
         overrides["plugins"] = given + tuple(normalise_plugin(p) for p in args.plugin if normalise_plugin(p) not in given)
     if args.variant and not args.name and not args.resume:
         overrides.setdefault("name", f"{cfg.name}-{args.variant}")
-    return apply_overrides(cfg, overrides).validate()
+    return apply_overrides(cfg, overrides).validate(require_root=not args.print_config)
+
+
+def check_registered(cfg: TrainConfig) -> None:
+    """Import the config's plugins, then refuse an unknown model or loss term before any work starts."""
+    from .losses import ObjectiveConfig
+    from .models.registry import backbone_of
+    from .plugins import load_plugins
+
+    load_plugins(cfg.plugins)
+    backbone_of(cfg.model.name)
+    ObjectiveConfig(extra_terms=tuple(cfg.loss.extra_terms.items()))
+
+
+def dump_config(cfg: TrainConfig) -> str:
+    """The config as YAML that --config reads back into the same config."""
+    import yaml
+
+    head = f"# python -m train.fit --config THIS.yaml reproduces this configuration (preset {cfg.preset})\n"
+    return head + yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
         cfg = resolve_config(args)
+        if args.print_config:
+            sys.stdout.write(dump_config(cfg))
+            return 0
+        check_registered(cfg)
     except (ConfigError, ValueError) as e:
         print(f"train.fit: error: {e}", file=sys.stderr)
         return 2
