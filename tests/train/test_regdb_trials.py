@@ -4,7 +4,6 @@ test.json for its own trial, and python -m train.regdb_trials runs the protocol 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
