@@ -7,9 +7,8 @@ Each RegDB trial is its own identity split, so a model trained on trial t has se
 test identities: the protocol trains one model per trial (``runs/<name>-trial<t>/``, with every
 ``train.fit`` option given here) and scores it on its own trial only (its ``test.json``, both
 directions), then reports the mean ± std over the trials, one row per direction, and writes them to
-``runs/<name>-trials.json``. A trial whose folder already holds a finished run of the same config is
-reused; one interrupted after an epoch is continued from its ``last.pt``; any other folder in the way
-is refused (``train.fit``'s run-folder rule).
+``runs/<name>-trials.json``. Finished trials are reused and interrupted ones continued
+(train.sweep.train_or_reuse); any other folder in the way is refused (train.fit's run-folder rule).
 """
 
 from __future__ import annotations
@@ -23,6 +22,8 @@ from typing import Any
 
 from runtime.spec import atomic_write_text
 
+from .sweep import fit_argv, parse_values, train_or_reuse
+
 __all__ = ["get_args_parser", "main", "parse_trials"]
 
 FORMAT = "irreid-edge-regdb-trials"
@@ -30,16 +31,7 @@ FORMAT = "irreid-edge-regdb-trials"
 
 def parse_trials(text: str) -> list[int]:
     """'1-10', '1,3,5' or '2-4,7' -> sorted trial numbers, each 1..10."""
-    out: set[int] = set()
-    try:
-        for part in (p.strip() for p in text.split(",") if p.strip()):
-            lo, _, hi = part.partition("-")
-            out.update(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        raise ValueError(f"--trials {text!r} is invalid; use e.g. 1-10, 1,3,5 or 2-4,7") from None
-    if not out or not all(1 <= t <= 10 for t in out):
-        raise ValueError(f"--trials {text!r} is invalid; RegDB's trials are 1..10")
-    return sorted(out)
+    return parse_values(text, 1, 10, "--trials")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -62,42 +54,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fit_argv(args: argparse.Namespace, trial: int, name: str) -> list[str]:
-    argv = ["--preset", args.preset, "--variant", args.variant, "--root", args.root, "--name", name,
-            "--set", f"data.regdb_trial={trial}"]
-    for flag in ("out_dir", "device", "workers", "epochs", "max_steps"):
-        if getattr(args, flag) is not None:
-            argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    for item in args.set:
-        argv += ["--set", item]
-    for plugin in args.plugin:
-        argv += ["--plugin", plugin]
-    return argv + (["--quiet"] if args.quiet else [])
-
-
-def _train_trial(args: argparse.Namespace, trial: int, name: str) -> Path:
-    """Train and test one trial (or reuse / continue its run); returns its test.json."""
-    from .fit import get_args_parser as fit_parser
-    from .fit import main as fit_main
-    from .fit import resolve_config
-
-    argv = _fit_argv(args, trial, name)
-    cfg = resolve_config(fit_parser().parse_args(argv))  # refuses a bad option before any training
-    run = Path(cfg.out_dir) / cfg.name
-    same = (run / "config.json").is_file() and json.loads((run / "config.json").read_text()) == cfg.to_dict()
-    if same and (run / "test.json").is_file():
-        print(f"trial {trial}: done already ({run / 'test.json'}); reused", file=sys.stderr)
-        return run / "test.json"
-    if same and (run / "last.pt").is_file():
-        print(f"trial {trial}: continuing {run / 'last.pt'}", file=sys.stderr)
-        argv += ["--resume", str(run / "last.pt")]
-    rc = fit_main(argv)
-    if rc != 0 or not (run / "test.json").is_file():
-        raise RuntimeError(f"trial {trial}: python -m train.fit {' '.join(argv)} failed (exit {rc}); "
-                           f"fix it and run this command again: finished trials are reused")
-    return run / "test.json"
-
-
 def _table(summary: list[dict[str, Any]], trials: list[int]) -> str:
     lines = [f"RegDB, {len(trials)} trial(s) {','.join(map(str, trials))}: mean ± std over trials (%)",
              f"{'variant':<12} {'direction':<9} " + " ".join(f"{m:>13}" for m in ("r1", "r10", "r20", "mAP", "mINP"))]
@@ -113,7 +69,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     trials = parse_trials(args.trials)
     prefix = args.name or f"{args.preset}-{args.variant}"
-    results = {t: _train_trial(args, t, f"{prefix}-trial{t}") for t in trials}
+    results = {t: train_or_reuse(fit_argv(args, f"{prefix}-trial{t}", ["--set", f"data.regdb_trial={t}"]),
+                                 f"trial {t}") for t in trials}
     rows = [r for t, path in results.items() for r in json.loads(path.read_text())["rows"] if r["trial"] == t]
     summary = summarize(rows)
     print(_table(summary, trials))
