@@ -197,14 +197,13 @@ def _get(cfg: TrainConfig, dotted: str) -> Any:
 
 # -- presets (a table, not a chain of ifs) ----------------------------------------------------------
 def _demo() -> TrainConfig:
-    # Sized to finish on a 2-core CPU in <= 10 minutes from random init (nothing to download): 64x32
-    # input (47 GFLOP per 64-image training step for dat_resnet18, against 189 at 128x64), no loader
-    # worker processes (a worker competing with torch's two threads for two cores slows each step
-    # several-fold), one extractor and one D update per step.
-    # Chosen by bench/demo_sweep_gpu.sh (plans 1-5, docs/training.md): with IR intensity independent of
-    # the dye (the rendering's default) no setting passed 11 % test rank-1, not 80 epochs nor 128x64; with
-    # IR following the dye's brightness, Adam, channel augmentation and a gentle adversary (weight 0.3,
-    # D lr 1e-4, DANN ramp) the full method reaches ~50 % in the same 16 epochs.
+    # Made to train from random init on a 2-core CPU within the demo's time budget: a small input
+    # (compute per step grows with the pixel count), no loader worker processes (a worker competing
+    # with torch's threads for two cores slows every step), one extractor and one D update per step.
+    # The rendering and the optimiser settings were chosen by the sweep of bench/demo_sweep_gpu.sh;
+    # docs/training.md "How the demo preset was chosen" has its commands and results: infrared that
+    # follows the dye's brightness, Adam, channel augmentation and a gentle adversary (weight 0.3,
+    # D lr 1e-4, DANN ramp).
     return TrainConfig(
         name="demo", preset="demo", eval_every=4,
         data=DataConfig(name="synthetic", height=64, width=32, p=8, k=4, workers=0, synthetic_ids=300,
