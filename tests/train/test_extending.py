@@ -25,6 +25,20 @@ def _documented_plugin() -> str:
     return blocks[0]
 
 
+@pytest.fixture(autouse=True)
+def _restore_registries():
+    """What a test registers (or imports as a plugin) stays in that test."""
+    from train import plugins
+    from train.losses import LOSS_TERMS
+    from train.models.registry import BACKBONES
+
+    saved = dict(BACKBONES), dict(LOSS_TERMS), dict(plugins._loaded)
+    yield
+    for registry, before in zip((BACKBONES, LOSS_TERMS, plugins._loaded), saved):
+        registry.clear()
+        registry.update(before)
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     from train.data.synthetic import generate
