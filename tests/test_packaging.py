@@ -39,7 +39,9 @@ def test_wheel_contains_the_four_packages_and_entry_point(wheel):
     for pkg in ("runtime", "train", "export", "calib"):
         assert f"{pkg}/__init__.py" in names, pkg
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "irreid-edge = runtime.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    scripts = zipfile.ZipFile(wheel).read(entry).decode()
+    assert "irreid-edge = runtime.cli:main" in scripts
+    assert "irreid-train = train.console:main" in scripts  # immune to a train.py in the current folder
 
 
 def test_core_install_runs_help_without_torch(wheel, tmp_path):
