@@ -20,9 +20,10 @@ from typing import Protocol
 import numpy as np
 
 from .backends import Runner
+from .fileio import file_sha256
 from .model_dir import model_file, read_model_dir_specs
 from .preprocess import normalize
-from .spec import ModelSpec, SpecError, file_sha256, read_spec_json, spec_from_onnx_metadata
+from .spec import ModelSpec, SpecError, check_spec_agreement, read_spec_json, spec_from_onnx_metadata
 
 __all__ = [
     "BACKENDS",
@@ -120,16 +121,6 @@ def resolve_onnx(model_dir: str | os.PathLike[str], modality: str, precision: st
             return path, prec
     raise SpecError(f"{wanted}: not found; export it with `python -m export.onnx"
                     f"{'' if precision == 'fp32' else ' --' + precision}`")
-
-
-def check_spec_agreement(folder: ModelSpec, embedded: ModelSpec, source: str) -> None:
-    """Refuse an ONNX whose embedded spec describes another encoder than the folder's spec.json."""
-    keys = ("modality", "input_height", "input_width", "embedding_dim")
-    diff = [f"{k} {getattr(embedded, k)} != {getattr(folder, k)}" for k in keys
-            if getattr(embedded, k) != getattr(folder, k)]
-    if diff:
-        raise SpecError(f"{source}: its embedded spec disagrees with spec.json ({'; '.join(diff)}); the folder "
-                        f"mixes files from different exports: re-export it with `python -m export.onnx`")
 
 
 def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -33,10 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
+    from ..fileio import atomic_write_bytes, atomic_write_text
     from ..gallery import scan_gallery
     from ..indexer import bounded_map, embed_items, prepare_file
     from ..progress import Progress
-    from ..spec import atomic_write_bytes, atomic_write_text
     from ._common import Encoders, gallery_modality, model_path, positive, report_skipped, say
 
     positive(args.batch, "--batch")
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             "spec_fingerprint": enc.spec.fingerprint(), "root": str(Path(args.images).resolve()),
             "count": len(paths), "dim": int(data.shape[1]), "paths": paths,
             "skipped": [{"path": p, "reason": r} for p, r in skipped]}
-    atomic_write_text(out.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".json"), json.dumps(meta, indent=2, allow_nan=False) + "\n")
     print(f"embedded {len(paths)} images ({len(skipped)} skipped) -> {out} {tuple(data.shape)} + "
           f"{out.with_suffix('.json')}")
     return 0

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = {"index": str(index_path), "gallery": str(args.gallery), "modality": modality,
                "backend": encoder.backend, "spec_fingerprint": idx.header["spec_fingerprint"], **stats.to_dict()}
-        print(json.dumps(out, indent=2))
+        print(json.dumps(out, indent=2, allow_nan=False))
     else:
         state = "written" if stats.written else "up to date"
         print(f"index {index_path} ({state}): {stats.summary()}")

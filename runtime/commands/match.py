@@ -77,6 +77,7 @@ def expand_probes(items: list[str], follow_links: bool) -> tuple[list[Path], lis
 
 def _embed_probes(probes: list[Path], requested: str, encoders: Any,
                   skipped: list[tuple[str, str]]) -> list[tuple[Path, str, np.ndarray]]:
+    from ..indexer import non_finite_message
     from ..preprocess import ImageDecodeError, load_batch
     from ._common import detect_modality
 
@@ -94,21 +95,22 @@ def _embed_probes(probes: list[Path], requested: str, encoders: Any,
         batch, good, errors = load_batch(paths, enc.spec)
         skipped += errors
         for path, emb in zip(good, enc.embed(batch) if good else []):
-            out[path] = (mod, emb)
+            if np.isfinite(emb).all():
+                out[path] = (mod, emb)
+            else:  # issue 17 item 3: a NaN probe would rank arbitrarily
+                skipped.append((path, non_finite_message(path)))
     return [(p, *out[str(p)]) for p in probes if str(p) in out]
 
 
 def _open_index(args: argparse.Namespace, encoders: Any, modality: str, say: Any, scan: Any) -> tuple[Any, Any]:
     from ..index import default_index_path, read_index
-    from ..indexer import UpdateStats, update_index
+    from ..indexer import UpdateStats, check_index, update_index
 
     index_path = Path(args.index) if args.index else default_index_path(args.gallery)
     enc = encoders.get(modality)
     if args.no_refresh:
         idx = read_index(index_path, gallery=args.gallery)
-        from ..indexer import check_spec
-
-        check_spec(idx, enc.spec, Path(args.gallery))
+        check_index(idx, enc.spec, Path(args.gallery))
         return idx, UpdateStats(images=idx.count, kept=idx.count)
     try:
         return update_index(args.gallery, index_path, enc, rebuild=args.rebuild, follow_links=args.follow_links,
@@ -120,9 +122,7 @@ def _open_index(args: argparse.Namespace, encoders: Any, modality: str, say: Any
         if index_path.is_file() and not args.rebuild:  # a read-only gallery with an index: use it as it is
             say(f"{index_path}: cannot refresh the index ({e.strerror}); using it as it is")
             idx = read_index(index_path, gallery=args.gallery)
-            from ..indexer import check_spec
-
-            check_spec(idx, enc.spec, Path(args.gallery))
+            check_index(idx, enc.spec, Path(args.gallery))
             return idx, UpdateStats(images=idx.count, kept=idx.count)
         raise OSError(f"{index_path}: cannot write the gallery index ({e.strerror}); pass --index PATH "
                       "in a writable folder") from None
@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
                "threshold": args.threshold,
                "index_stats": {k: v for k, v in stats.to_dict().items() if k != "skipped_files"},
                "probes": ranked, "skipped": [{"path": p, "reason": r} for p, r in skipped]}
-        print(json.dumps(out, indent=2))
+        print(json.dumps(out, indent=2, allow_nan=False))
     else:
         _print_table(ranked, args.gallery)
         print(f"{len(ranked)} probe(s) vs {idx.count} gallery crops ({enc.backend}) in "

@@ -67,7 +67,8 @@ def _probe_graph(path: Path, height: int, width: int) -> tuple[int, str]:
 
 def run(args: argparse.Namespace) -> int:
     from ..encoder import sidecar_spec_path
-    from ..spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, file_sha256, write_spec_json
+    from ..fileio import file_sha256
+    from ..spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, write_spec_json
 
     path = Path(args.onnx)
     if not path.is_file():
