@@ -23,9 +23,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _verify(args: argparse.Namespace, index_path: Path) -> int:
+    """The data checksum (always re-hashed), that the index belongs to this gallery, and that it was
+    made with this model (issue 17 item 5: the model was not checked although the help said so)."""
     from ..index import read_index
+    from ..indexer import check_index
+    from ._common import Encoders, model_path
 
     idx = read_index(index_path, verify=True, gallery=args.gallery)
+    modality = idx.spec.modality if args.gallery_modality == "auto" else args.gallery_modality
+    encoder = Encoders(model_path(args), args, verbose=not args.quiet).get(modality)
+    check_index(idx, encoder.spec, Path(args.gallery))
     msg = (f"{index_path}: OK ({idx.count} embeddings of dim {idx.header['dim']}, model {idx.spec.name}/"
            f"{idx.spec.modality}/{idx.spec.precision}, fingerprint {idx.header['spec_fingerprint'][:12]})")
     if args.json:
