@@ -200,10 +200,21 @@ def _check_layout(path: Path, header: dict[str, Any], file_size: int, gallery: A
     return count, dim, offset
 
 
-def _safe_rel(rel: str) -> bool:
-    """A relative POSIX path that stays inside the gallery root (no absolute path, no `..`)."""
-    parts = rel.split("/")
-    return bool(rel) and "\0" not in rel and not rel.startswith("/") and all(p not in ("", ".", "..") for p in parts)
+def _first_unsafe(paths: list[str]) -> str | None:
+    """The first path that is not a relative POSIX path inside the gallery root (absolute, with an
+    empty, "." or ".." component, or a NUL), else None. Substring searches over all the paths at
+    once: a Python test per entry would cost more than the rest of the open on a large index."""
+    joined = "\0".join(paths)
+    if not paths or (joined.count("\0") == len(paths) - 1 and not _bad_component("\0" + joined + "\0")):
+        return None
+    return next(p for p in paths if "\0" in p or _bad_component("\0" + p + "\0"))
+
+
+def _bad_component(wrapped: str) -> bool:
+    """``wrapped``: paths between NULs. With "/" also read as a separator, an empty, "." or ".."
+    component shows up as one of three substrings."""
+    s = wrapped.replace("/", "\0")
+    return "\0\0" in s or "\0.\0" in s or "\0..\0" in s
 
 
 def _entries(path: Path, header: dict[str, Any], gallery: Any) -> tuple[ModelSpec, list[IndexEntry]]:
@@ -213,7 +224,7 @@ def _entries(path: Path, header: dict[str, Any], gallery: Any) -> tuple[ModelSpe
                    for e in header["entries"]]
     except (SpecError, KeyError, TypeError, ValueError) as e:
         raise _corrupt(path, f"bad spec or entry in the header: {e}", gallery) from None
-    bad = next((e.path for e in entries if not _safe_rel(e.path)), None)
+    bad = _first_unsafe([e.path for e in entries])
     if bad is not None:  # issue 17 item 2: a path such as ../../etc/x.jpg would be returned and opened
         raise _corrupt(path, f"entry path {bad!r} leaves the gallery root", gallery)
     if len({e.path for e in entries}) != len(entries):
@@ -348,7 +359,7 @@ def write_index(path: str | os.PathLike[str], spec: ModelSpec, entries: list[Ind
         raise ValueError(f"embeddings {embeddings.shape} do not match {len(entries)} entries")
     if embeddings.shape[1] != spec.embedding_dim:
         raise ValueError(f"embedding dim {embeddings.shape[1]} != spec.embedding_dim {spec.embedding_dim}")
-    bad = next((e.path for e in entries if not _safe_rel(e.path)), None)
+    bad = _first_unsafe([e.path for e in entries])
     if bad is not None:
         raise ValueError(f"entry path {bad!r} is not a relative path inside the gallery")
     data = _unit_f16(embeddings)
