@@ -128,11 +128,20 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     try:
         import onnx
     except ImportError:
-        import onnxruntime as ort
+        from .backends.ort import load_session
 
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return dict(sess.get_modelmeta().custom_metadata_map)
-    model = onnx.load(str(path), load_external_data=False)
+        return dict(load_session(Path(path)).get_modelmeta().custom_metadata_map)
+    from google.protobuf.message import DecodeError
+
+    from .fileio import open_regular
+
+    try:
+        with open_regular(path) as f:
+            model = onnx.load(f, load_external_data=False)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: not found; pass an exported .onnx file") from None
+    except DecodeError as e:  # not an ONNX file (issue 17 item 9)
+        raise SpecError(f"{path}: not an ONNX model ({e}); re-export it or pass a valid .onnx") from None
     return {p.key: p.value for p in model.metadata_props}
 
 

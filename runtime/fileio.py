@@ -157,7 +157,7 @@ def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
     Returns the removed paths.
     """
     p = Path(path)
-    removed = []
+    removed: list[Path] = []
     prefix = f".{p.name}."
     try:
         names = os.listdir(p.parent)

@@ -329,9 +329,11 @@ def _run_update(scan: ScanResult, old: GalleryIndex | None, part: GalleryIndex |
         raise
     rows = [plan.rows[f.rel] for f in scan.files if f.rel in plan.rows]
     stats.images = len(rows)
-    if not rows:
-        raise FileNotFoundError(f"{gallery}: none of the {len(scan.files)} image files could be used "
-                                "(see the lines above); fix or replace them")
+    if not rows:  # the first reason in the message itself: --quiet hides the per-file lines
+        first = next(((p, r) for p, r in stats.skipped_files if p not in dict(scan.skipped)), None)
+        why = f" (first: {first[1] if first[1].startswith(first[0]) else f'{first[0]}: {first[1]}'})" if first else ""
+        raise FileNotFoundError(f"{gallery}: none of the {len(scan.files)} image files could be used{why}; "
+                                "fix or replace them")
     changed = stats.embedded or stats.removed or stats.resumed or touched or old is None
     if changed or (old is not None and len(rows) != old.count):
         entries = [r.entry for r in rows]

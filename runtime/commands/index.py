@@ -47,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from ..gallery import scan_gallery
     from ..index import default_index_path
     from ..indexer import update_index
-    from ._common import Encoders, gallery_modality, model_path, positive, report_skipped, say
+    from ._common import Encoders, finite, gallery_modality, model_path, positive, report_skipped, say
 
     positive(args.batch, "--batch")
+    finite(args.checkpoint_every, "--checkpoint-every", low=float("-inf"))
     index_path = Path(args.index) if args.index else default_index_path(args.gallery)
     if args.verify:
         return _verify(args, index_path)

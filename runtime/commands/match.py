@@ -153,23 +153,37 @@ def _rank(args: argparse.Namespace, idx: Any, probes: list[tuple[Path, str, np.n
 
 
 def _print_table(ranked: list[dict[str, Any]], gallery: str) -> None:
+    from ..errors import one_line
+
     for p in ranked:
-        print(f"probe {p['probe']} ({p['modality']}) vs {gallery}")
+        print(f"probe {one_line(p['probe'])} ({p['modality']}) vs {one_line(gallery)}")
         if not p["results"]:
             print("  no gallery crop within the threshold")
             continue
         print(f"  {'rank':>4}  {'distance':>8}  path")
         for r in p["results"]:
-            print(f"  {r['rank']:>4}  {r['distance']:>8.4f}  {r['path']}")
+            print(f"  {r['rank']:>4}  {r['distance']:>8.4f}  {one_line(r['path'])}")  # a newline in a name: one row
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from ..errors import UserError
     from ..gallery import scan_gallery
-    from ._common import Encoders, gallery_modality, model_path, positive, report_skipped, say
+    from ._common import (
+        Encoders,
+        finite,
+        first_skip,
+        gallery_modality,
+        model_path,
+        positive,
+        report_skipped,
+        say,
+        skip_line,
+    )
 
     positive(args.top_k, "--top-k")
     positive(args.batch, "--batch")
+    finite(args.threshold, "--threshold")
+    finite(args.checkpoint_every, "--checkpoint-every", low=float("-inf"))
     t0 = time.perf_counter()
     quiet_notes = args.quiet
 
@@ -177,8 +191,9 @@ def run(args: argparse.Namespace) -> int:
         say(m, quiet_notes)
 
     probes, skipped = expand_probes(args.probe, args.follow_links)
-    for _, reason in skipped:
-        note(reason)
+    n_probe_skips = len(skipped)
+    for path, reason in skipped:
+        note(skip_line(path, reason))  # a probe folder's scan reasons do not name the file (issue 17 item 10)
     encoders = Encoders(model_path(args), args, verbose=not args.quiet)
     scan = scan_gallery(args.gallery, args.follow_links)
     g_mod = gallery_modality(args.gallery_modality, [f.path for f in scan.files])
@@ -187,10 +202,11 @@ def run(args: argparse.Namespace) -> int:
     skipped += [s for s in stats.skipped_files if s not in scan.skipped] + scan.skipped
     n_before = len(skipped)
     embedded = _embed_probes(probes, args.probe_modality, encoders, skipped)
-    for _, reason in skipped[n_before:]:
-        note(reason)
+    for path, reason in skipped[n_before:]:
+        note(skip_line(path, reason))
     if not embedded:
-        raise UserError(f"no usable probe among {' '.join(args.probe)} (see the lines above); pass image files")
+        why = first_skip(skipped[:n_probe_skips] + skipped[n_before:]) or "none given"
+        raise UserError(f"no usable probe among {' '.join(args.probe)} ({why}); pass image files")
     ranked = _rank(args, idx, embedded)
     if args.show:
         from ..show import render_rank_list
