@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from .backends import Runner
-from .fileio import file_sha256
+from .fileio import file_sha256, open_regular
 from .model_dir import model_file, read_model_dir_specs
 from .preprocess import normalize
 from .spec import ModelSpec, SpecError, check_spec_agreement, read_spec_json, spec_from_onnx_metadata
@@ -114,6 +114,8 @@ def resolve_onnx(model_dir: str | os.PathLike[str], modality: str, precision: st
     wanted = model_file(model_dir, modality, precision, target)
     for prec, tgt in _fallbacks(precision, target) if fallback else [(precision, target)]:
         path = model_file(model_dir, modality, prec, tgt)
+        if path.exists() and not path.is_file():  # a FIFO or a folder: say so, do not call it missing
+            open_regular(path).close()  # raises NotRegularFileError naming what it is
         if path.is_file():
             if path != wanted and verbose:
                 print(f"irreid-edge: {wanted.name} not found in {model_dir}; using {path.name} ({prec}); "

@@ -89,7 +89,7 @@ def detect_modality(path: str | Path) -> str:
     """"ir" when all three channels are equal (grayscale / replicated IR), else "rgb"."""
     from ..preprocess import decode_image
 
-    im = decode_image(path)
+    im = decode_image(path, target=(64, 64))  # a huge image may be shrunk: equal channels stay equal
     if im.mode in ("L", "LA", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         return "ir"
     if im.mode == "P":
