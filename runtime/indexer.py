@@ -330,8 +330,12 @@ def _run_update(scan: ScanResult, old: GalleryIndex | None, part: GalleryIndex |
     rows = [plan.rows[f.rel] for f in scan.files if f.rel in plan.rows]
     stats.images = len(rows)
     if not rows:  # the first reason in the message itself: --quiet hides the per-file lines
-        first = next(((p, r) for p, r in stats.skipped_files if p not in dict(scan.skipped)), None)
-        why = f" (first: {first[1] if first[1].startswith(first[0]) else f'{first[0]}: {first[1]}'})" if first else ""
+        scanned = dict(scan.skipped)
+        bad = [(p, r) for p, r in stats.skipped_files if p not in scanned]
+        why = ""
+        if bad:
+            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+            why = f" (first: {bad[0][1] if bad[0][1].startswith(bad[0][0]) else f'{bad[0][0]}: {bad[0][1]}'}{more})"
         raise FileNotFoundError(f"{gallery}: none of the {len(scan.files)} image files could be used{why}; "
                                 "fix or replace them")
     changed = stats.embedded or stats.removed or stats.resumed or touched or old is None
