@@ -7,6 +7,9 @@ interleaved, medians over ``--repeats``:
   first: header checksum, layout and entry checks, fstat, the marker read);
 - ``full``: ``read_index(verify=True)``, the full data sha256 + finiteness pass (the first open of
   a file whose identity changed, or ``irreid-edge index --verify``);
+- ``checks``: the part of ``marker`` this integrity design added (header sha256, entry path and
+  duplicate checks, the fstat and marker comparison); the rest of ``marker`` is parsing the JSON
+  header into entries, which every open did before;
 - ``as_float32``: what ranking with numpy then costs anyway (the float16 -> float32 copy), for scale.
 
     python bench/index_open_bench.py --rows 100000 --dim 1536
@@ -15,6 +18,7 @@ interleaved, medians over ``--repeats``:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -25,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from runtime import index as index_mod
 from runtime.index import IndexEntry, read_index, write_index
 from runtime.spec import ModelSpec
 
@@ -41,6 +46,18 @@ def _make(folder: Path, rows: int, dim: int) -> Path:
     return write_index(folder / "index.irx", spec, entries, data, folder)
 
 
+def _checks(path: Path, prefix: bytes, header_raw: bytes, header: dict) -> float:
+    """Seconds for the checks this design added to every open, on the same header."""
+    paths = [e["path"] for e in header["entries"]]
+    t = time.perf_counter()
+    index_mod._header_digest(prefix, header_raw[:-66] + b"0" * 64 + b'"}')
+    index_mod._first_unsafe(paths)
+    len(set(paths))
+    with open(path, "rb") as f:
+        index_mod._marker_matches(path, os.fstat(f.fileno()), header)
+    return time.perf_counter() - t
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--rows", type=int, default=100_000)
@@ -49,11 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="irreid-open-bench-") as tmp:
         path = _make(Path(tmp), args.rows, args.dim)
-        times: dict[str, list[float]] = {"marker": [], "full": [], "as_float32": []}
+        times: dict[str, list[float]] = {"marker": [], "checks": [], "full": [], "as_float32": []}
+        raw = path.read_bytes()
+        hlen = int.from_bytes(raw[8:16], "little")
         for _ in range(args.repeats):
             t = time.perf_counter()
             read_index(path)
             times["marker"].append(time.perf_counter() - t)
+            times["checks"].append(_checks(path, raw[:16], raw[16:16 + hlen], read_index(path).header))
             t = time.perf_counter()
             idx = read_index(path, verify=True)
             times["full"].append(time.perf_counter() - t)

@@ -246,12 +246,11 @@ def _marker_matches(path: Path, st: os.stat_result, header: dict[str, Any]) -> b
     return isinstance(mark, dict) and mark == {**_identity(st), "header_sha256": header.get("header_sha256")}
 
 
-def _write_marker(path: Path, header: dict[str, Any]) -> None:
-    """Record that the file as it is now passed the full check (best effort: a read-only folder
-    just means the next open re-hashes)."""
+def _write_marker(path: Path, st: os.stat_result, header: dict[str, Any]) -> None:
+    """Record that the file of identity ``st`` (the fstat of the descriptor that was checked, never
+    a new look-up by name, which may find a newer file) passed the full check. Best effort: a
+    read-only folder just means the next open re-hashes."""
     try:
-        with open_regular(path) as f:
-            st = os.fstat(f.fileno())
         payload = json.dumps({**_identity(st), "header_sha256": header.get("header_sha256")})
         atomic_write(marker_path(path), payload.encode())
     except OSError:
@@ -297,7 +296,7 @@ def read_index(path: str | os.PathLike[str], verify: bool = False,
     header.pop("_header_len", None)
     if verify or not _marker_matches(p, st, header):
         _check_data(p, emb, header, gallery)
-        _write_marker(p, header)
+        _write_marker(p, st, header)
     return GalleryIndex(path=p, header=header, spec=spec, entries=entries, embeddings=emb)
 
 
@@ -374,7 +373,7 @@ def write_index(path: str | os.PathLike[str], spec: ModelSpec, entries: list[Ind
             raise OSError(e.errno, f"{p}: cannot write the index ({os.strerror(e.errno)}); free some "
                           "space and run again (the previous index is intact)") from None
         raise
-    _write_marker(p, json.loads(raw))
+    _write_marker(p, os.stat(p), json.loads(raw))  # under index_lock no other writer replaced it since
     return p
 
 

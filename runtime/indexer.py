@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .fileio import file_sha256
+from .fileio import NotRegularFileError, file_sha256
 from .gallery import GalleryFile, ScanResult, scan_gallery
 from .index import (
     GalleryIndex,
@@ -115,6 +115,8 @@ def prepare_file(f: GalleryFile, spec: ModelSpec, known_sha: str | None, want_ha
         sha = file_sha256(f.path) if want_hash else None
     except OSError as e:
         return Prepared(f, error=f"{f.path}: cannot read ({e.strerror}); fix its permissions or remove it")
+    except NotRegularFileError as e:  # replaced by a FIFO or a folder since the scan
+        return Prepared(f, error=f"{e}; remove it from the folder")
     if known_sha is not None and sha == known_sha:
         return Prepared(f, sha256=sha, unchanged=True)
     try:

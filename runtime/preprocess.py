@@ -49,9 +49,10 @@ RESAMPLE = Image.Resampling.BILINEAR
 # A truncated file must fail, not decode grey padding silently.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 # Pillow allocates images in 16 MB blocks (Pillow docs, "Block allocator"). glibc serves blocks
-# under its 32 MB mmap ceiling from per-thread heaps, which keep freed memory: after four decode
-# threads each held one 256 MB image, the process kept ~1 GB. 64 MB blocks are mmap'ed and go
-# back to the system when freed (issue 17 item 6). PILLOW_BLOCK_SIZE, when set, still wins.
+# under its 32 MB mmap ceiling from per-thread heaps, which keep freed memory, so each decode
+# thread kept the largest image it ever held. 64 MB blocks are mmap'ed and go back to the system
+# when freed (issue 17 item 6; the peak figures are in docs/index.md). PILLOW_BLOCK_SIZE, when set,
+# still wins.
 if "PILLOW_BLOCK_SIZE" not in os.environ:
     Image.core.set_block_size(64 << 20)
 
@@ -67,8 +68,8 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
 class PixelBudget:
     """Decoded pixels in flight, shared by every decoding thread (issue 17 item 6).
 
-    Small files can decode to huge images (four 243 KB PNGs of 8000 x 7999 RGBA took 5.2 GB with four
-    decode workers). Each decode first takes its image's pixel count from this budget and gives it
+    Small files can decode to huge images (a PNG of a few hundred KB can hold 64 M RGBA pixels),
+    and every decode worker held one at a time. Each decode first takes its image's pixel count from this budget and gives it
     back when the full-size image is gone, so the workers together never hold more than ``total``
     full-size pixels; a single image larger than the whole budget waits until it runs alone.
     """

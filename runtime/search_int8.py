@@ -212,8 +212,8 @@ class Int8Searcher:
             return idx, dist
         for s, (keep,), beta in self._estimates(q, qnorm, ["keep"], k):
             for j in range(len(beta)):
-                cand = np.flatnonzero(keep[j])  # ascending rows: index order for ties (numpy's is ~10x
-                # faster than ONNX Runtime's NonZero on 100k flags)
+                cand = np.flatnonzero(keep[j])  # ascending rows: index order for ties (numpy's is
+                # faster than ONNX Runtime's NonZero on many flags)
                 self.last_candidates.append(int(cand.size))
                 idx[s + j], dist[s + j] = self._rerank(q[s + j], cand, k)
         return idx, dist

@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (Zhong et al. 2017)")
     p.add_argument("--search", choices=BACKENDS, default="auto",
                    help="exact search backend (faiss needs faiss-cpu; int8 = ONNX Runtime int8 pass + exact "
-                        "re-rank: ~3x faster per query but ~2 s per 100k rows to build, so it pays off for "
+                        "re-rank: faster per query but slow to build, so it pays off for "
                         "many probes; auto = numpy, as one run builds nothing it could reuse)")
     p.add_argument("--no-refresh", action="store_true",
                    help="use the index as it is, without checking the gallery for changes")
