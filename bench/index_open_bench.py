@@ -58,12 +58,16 @@ def _checks(path: Path, prefix: bytes, header_raw: bytes, header: dict) -> float
     return time.perf_counter() - t
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0], allow_abbrev=False)
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--dim", type=int, default=1536)
     p.add_argument("--repeats", type=int, default=7)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="irreid-open-bench-") as tmp:
         path = _make(Path(tmp), args.rows, args.dim)
         times: dict[str, list[float]] = {"marker": [], "checks": [], "full": [], "as_float32": []}

@@ -30,7 +30,7 @@ identity: after a full check, or after writing, ``<index>.verified`` records the
 write to the file, a replacement or a copy changes that identity (ctime cannot be set back from
 user space), so a damaged or edited index is re-hashed and refused. Bit rot under an unchanged
 inode is what ``irreid-edge index --verify`` (``verify=True``: always re-hash) is for. The cost
-per open is in docs/index.md (bench/index_open_bench.py).
+per open is in docs/getting-started.md, "A damaged index, huge images, odd files" (bench/index_open_bench.py).
 
 Rank in float32 (numpy float16 matmul is much slower). Readers never take a lock: writers replace
 the file atomically (runtime.fileio.atomic_write) under an exclusive ``flock`` on

@@ -51,7 +51,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 # Pillow allocates images in 16 MB blocks (Pillow docs, "Block allocator"). glibc serves blocks
 # under its 32 MB mmap ceiling from per-thread heaps, which keep freed memory, so each decode
 # thread kept the largest image it ever held. 64 MB blocks are mmap'ed and go back to the system
-# when freed (issue 17 item 6; the peak figures are in docs/index.md). PILLOW_BLOCK_SIZE, when set,
+# when freed (issue 17 item 6; the peak figures are in docs/getting-started.md). PILLOW_BLOCK_SIZE, when set,
 # still wins.
 if "PILLOW_BLOCK_SIZE" not in os.environ:
     Image.core.set_block_size(64 << 20)
