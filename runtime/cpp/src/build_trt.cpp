@@ -148,7 +148,7 @@ std::string build_engine(const BuildOptions& o) {
                         std::to_string(batches[2]));
     if (config->addOptimizationProfile(profile) < 0) throw Error("TensorRT: the optimisation profile is invalid");
     // A timing cache from another device or version is skipped, not fatal (ignoreMismatch), as in Python.
-    std::unique_ptr<nvinfer1::ITimingCache> cache(config->createTimingCache(cache_in.data(), cache_in.size()));
+    std::unique_ptr<nvinfer1::ITimingCache> cache(config->createTimingCache(cache_in.empty() ? nullptr : cache_in.data(), cache_in.size()));
     if (!cache || !config->setTimingCache(*cache, true)) throw Error(cache_path + ": TensorRT cannot use this timing cache; delete it");
 
     const auto start = std::chrono::steady_clock::now();

@@ -69,6 +69,12 @@ public:
         if (!runtime_) throw Error("TensorRT: cannot create a runtime");
         engine_.reset(runtime_->deserializeCudaEngine(blob.data(), blob.size()));
         if (!engine_) throw Error(engine + ": TensorRT could not deserialise it; rebuild it with `" + rebuild + "`");
+        // The exports keep float32 I/O around fp16/int8 bodies (export/fp16.py); this backend copies
+        // float32 in and out, so any other I/O type (a foreign fp16-I/O graph) is refused, not misread.
+        for (const char* name : {"images", "embeddings"})
+            if (engine_->getTensorDataType(name) != nvinfer1::DataType::kFLOAT)
+                throw Error(engine + ": tensor '" + name + "' is not float32; the native runtime needs float32 input and output "
+                            "(export with float32 I/O, or use `irreid-edge`, which converts)");
         context_.reset(engine_->createExecutionContext());
         if (!context_) throw Error(engine + ": cannot create an execution context");
         cudaStream_t s = nullptr;
