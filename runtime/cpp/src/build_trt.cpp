@@ -160,9 +160,12 @@ std::string build_engine(const BuildOptions& o) {
 
     const std::string bytes(static_cast<const char*>(blob->data()), blob->size());
     const std::string onnx_sha = file_sha256_hex(onnx);
+    auto or_null = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
     const nlohmann::json key = {{"onnx_sha256", onnx_sha}, {"trt_version", here.trt_version}, {"gpu_name", here.gpu_name},
                                 {"compute_capability", here.compute_capability}, {"precision", o.precision},
-                                {"profile", {batches[0], batches[1], batches[2]}}};
+                                {"profile", {batches[0], batches[1], batches[2]}}, {"sm_count", or_null(here.sm_count)},
+                                {"total_memory_gib", or_null(here.total_memory_gib)}, {"l4t_release", or_null(here.l4t_release)},
+                                {"dla_core", nullptr}};
     nlohmann::json spec = spec_it->second.raw;
     spec["precision"] = o.precision;
     spec["onnx_sha256"] = onnx_sha;

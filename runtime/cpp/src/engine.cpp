@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <sys/stat.h>
 
@@ -60,6 +62,25 @@ std::string native_build_command(const std::string& model_dir, const std::string
     return "irreid-edge-native build --model " + model_dir + " --modality " + modality + " --precision " + precision;
 }
 
+std::optional<std::string> l4t_release(const std::string& text) {
+    static const std::regex re(R"(#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+))");
+    std::smatch m;
+    if (!std::regex_search(text, m, re)) return std::nullopt;
+    std::string revision = m[2].str();
+    while (!revision.empty() && revision.back() == '.') revision.pop_back();
+    return m[1].str() + "." + revision;
+}
+
+std::optional<std::string> read_l4t_release(const std::string& path) {
+    std::ifstream f(path);
+    if (!f) return std::nullopt;
+    std::ostringstream s;
+    s << f.rdbuf();
+    return l4t_release(s.str());
+}
+
+int memory_gib(double total_bytes) { return static_cast<int>(std::nearbyint(total_bytes / 1073741824.0)); }
+
 std::vector<std::string> key_mismatches(const nlohmann::json& key, const DeviceFacts& here, const std::string& onnx_sha256,
                                         const std::string& precision) {
     std::vector<std::string> out;
@@ -75,6 +96,14 @@ std::vector<std::string> key_mismatches(const nlohmann::json& key, const DeviceF
     check("GPU", field("gpu_name"), here.gpu_name);
     check("compute capability", field("compute_capability"), here.compute_capability);
     check("precision", field("precision"), precision);
+    // Facts older sidecars do not record (null or absent) are not compared (runtime/engine.py).
+    auto recorded = [&](const char* name) { return key.contains(name) && !key[name].is_null(); };
+    auto text = [](const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+    if (recorded("sm_count"))
+        check("SM count", text(key["sm_count"]), here.sm_count ? std::to_string(*here.sm_count) : "None");
+    if (recorded("total_memory_gib"))
+        check("memory GiB", text(key["total_memory_gib"]), here.total_memory_gib ? std::to_string(*here.total_memory_gib) : "None");
+    if (recorded("l4t_release")) check("L4T", text(key["l4t_release"]), here.l4t_release.value_or("none"));
     if (!onnx_sha256.empty() && field("onnx_sha256") != onnx_sha256)
         out.push_back("ONNX sha256 " + field("onnx_sha256").substr(0, 12) + "... (engine) != " + onnx_sha256.substr(0, 12) + "... (the ONNX now)");
     return out;

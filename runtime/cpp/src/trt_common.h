@@ -41,7 +41,14 @@ inline std::string version_here() {
 inline DeviceFacts facts_here() {
     cudaDeviceProp prop{};
     cuda_check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties (is a GPU visible?)");
-    return {version_here(), prop.name, std::to_string(prop.major) + "." + std::to_string(prop.minor)};
+    DeviceFacts facts;
+    facts.trt_version = version_here();
+    facts.gpu_name = prop.name;
+    facts.compute_capability = std::to_string(prop.major) + "." + std::to_string(prop.minor);
+    facts.sm_count = prop.multiProcessorCount;
+    facts.total_memory_gib = memory_gib(static_cast<double>(prop.totalGlobalMem));
+    facts.l4t_release = read_l4t_release();
+    return facts;
 }
 
 }  // namespace irreid::trt

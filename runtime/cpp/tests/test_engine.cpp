@@ -161,3 +161,28 @@ TEST_CASE("timing_cache_names_and_profiles_as_python") {
     CHECK_THROWS_CONTAINING(irreid::profile_batches(0, 0), "--max-batch 0 is invalid");
     CHECK_THROWS_CONTAINING(irreid::profile_batches(8, 9), "--opt-batch 9 is invalid; it must be an integer in 1..8");
 }
+
+TEST_CASE("orin_modules_are_told_apart_as_python") {
+    // runtime.engine.l4t_release / memory_gib on the same inputs.
+    CHECK_EQ(irreid::l4t_release("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64").value_or("?"),
+             std::string("36.4.3"));
+    CHECK_EQ(irreid::l4t_release("# R35 (release), REVISION: 5.0, GCID: 1").value_or("?"), std::string("35.5.0"));
+    CHECK_FALSE(irreid::l4t_release("Ubuntu 22.04").has_value());
+    CHECK_FALSE(irreid::read_l4t_release(irreid::test::scratch_dir() + "/no_nv_tegra_release").has_value());
+    CHECK_EQ(irreid::memory_gib(7.4 * 1073741824.0), 7);
+    CHECK_EQ(irreid::memory_gib(2.5 * 1073741824.0), 2);  // Python's round(): half to even
+    irreid::DeviceFacts nano = kOrin, agx = kOrin;
+    nano.sm_count = 8, nano.total_memory_gib = 7, nano.l4t_release = "36.4.3";
+    agx.sm_count = 16, agx.total_memory_gib = 61, agx.l4t_release = "36.4.3";
+    nlohmann::json key = {{"onnx_sha256", ""}, {"trt_version", "10.3.0.30"}, {"gpu_name", "Orin"}, {"compute_capability", "8.7"},
+                          {"precision", "int8"}, {"profile", {1, 8, 32}}, {"sm_count", 16}, {"total_memory_gib", 61},
+                          {"l4t_release", "36.4.3"}, {"dla_core", nullptr}};
+    CHECK(irreid::key_mismatches(key, agx, "", "int8").empty());
+    const auto diff = irreid::key_mismatches(key, nano, "", "int8");
+    REQUIRE(diff.size() == 2);
+    CHECK_EQ(diff[0], std::string("SM count 16 (engine) != 8 (here)"));
+    CHECK_EQ(diff[1], std::string("memory GiB 61 (engine) != 7 (here)"));
+    // A sidecar from before these facts were recorded: not compared.
+    key["sm_count"] = nullptr, key.erase("total_memory_gib"), key.erase("l4t_release");
+    CHECK(irreid::key_mismatches(key, nano, "", "int8").empty());
+}

@@ -4,6 +4,7 @@
 // (TensorRT version, GPU name, compute capability, precision, ONNX sha256, batch profile).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,7 +19,19 @@ struct DeviceFacts {
     std::string trt_version;         // "10.3.0.30" (Python's trt.__version__; the headers' M.m.p.b)
     std::string gpu_name;            // cudaDeviceProp::name
     std::string compute_capability;  // "8.7"
+    // AGX Orin, Orin NX and Orin Nano share name and compute capability (issue 16 item 7): these tell
+    // them apart. Compared only where the engine's key records them, as runtime/engine.py does.
+    std::optional<int> sm_count;               // cudaDeviceProp::multiProcessorCount
+    std::optional<int> total_memory_gib;       // round(totalGlobalMem / 2^30)
+    std::optional<std::string> l4t_release;    // "36.4.3" from /etc/nv_tegra_release; none off a Jetson
 };
+
+// runtime.engine.l4t_release(): "# R36 (release), REVISION: 4.3, GCID: ..." -> "36.4.3".
+std::optional<std::string> l4t_release(const std::string& nv_tegra_release_text);
+// This machine's /etc/nv_tegra_release, parsed; nullopt off a Jetson.
+std::optional<std::string> read_l4t_release(const std::string& path = "/etc/nv_tegra_release");
+// runtime.engine.memory_gib(): Python's round() of bytes / 2^30 (half to even).
+int memory_gib(double total_bytes);
 
 std::string engine_file(const std::string& model_dir, const std::string& modality, const std::string& precision);
 // The graph TensorRT builds for a precision (runtime.model_dir.model_file(..., target="trt")).
