@@ -62,9 +62,61 @@ Plan build_plan(const std::string& precision) {
     p.network_names = {"EXPLICIT_BATCH"};
     if (precision == "int8") p.builder_flags = {BuilderFlag::kINT8, BuilderFlag::kFP16}, p.builder_names = {"INT8", "FP16"};
     if (precision == "fp16") p.builder_flags = {BuilderFlag::kFP16}, p.builder_names = {"FP16"};
+    if (precision != "fp32") {  // keeps the fp32 layers pinned by pin_fp32_layers (from 8.2; trt_compat)
+        p.builder_flags.push_back(BuilderFlag::kOBEY_PRECISION_CONSTRAINTS);
+        p.builder_names.push_back("OBEY_PRECISION_CONSTRAINTS");
+    }
 #endif
     return p;
 }
+
+#if NV_TENSORRT_MAJOR < 10
+// The layer kinds fp32_layer_indices distinguishes; TensorRT 8.x's ONNX parser imports Cast as Identity.
+std::string kind_name(nvinfer1::LayerType t) {
+    using nvinfer1::LayerType;
+    switch (t) {
+        case LayerType::kREDUCE: return "REDUCE";
+        case LayerType::kELEMENTWISE: return "ELEMENTWISE";
+        case LayerType::kUNARY: return "UNARY";
+        case LayerType::kQUANTIZE: return "QUANTIZE";
+        case LayerType::kDEQUANTIZE: return "DEQUANTIZE";
+        case LayerType::kSHAPE: return "SHAPE";
+        case LayerType::kCONSTANT: return "CONSTANT";
+        case LayerType::kIDENTITY: return "IDENTITY";
+        case LayerType::kASSERTION: return "ASSERTION";
+#if NV_TENSORRT_MAJOR > 8 || NV_TENSORRT_MINOR >= 6
+        case LayerType::kNORMALIZATION: return "NORMALIZATION";  // INormalizationLayer: 8.6
+#endif
+        default: return "OTHER";
+    }
+}
+
+// Weakly typed fp16/int8 build: run the graph's fp32 region (the L2 normalisation) in fp32
+// (ILayer::setPrecision / setOutputType, kept by kOBEY_PRECISION_CONSTRAINTS); returns the count.
+int pin_fp32_layers(nvinfer1::INetworkDefinition& network) {
+    std::vector<LayerView> views;
+    for (int32_t i = 0; i < network.getNbLayers(); ++i) {
+        const nvinfer1::ILayer& layer = *network.getLayer(i);
+        LayerView v;
+        v.kind = kind_name(layer.getType());
+        for (int32_t k = 0; k < layer.getNbInputs(); ++k)
+            if (const nvinfer1::ITensor* t = layer.getInput(k)) v.inputs.push_back(t->getName());
+        for (int32_t k = 0; k < layer.getNbOutputs(); ++k) {
+            const nvinfer1::ITensor* t = layer.getOutput(k);
+            v.outputs.push_back(t->getName());
+            v.float_outputs = v.float_outputs && (t->getType() == nvinfer1::DataType::kFLOAT || t->getType() == nvinfer1::DataType::kHALF);
+        }
+        views.push_back(std::move(v));
+    }
+    const std::vector<int> indices = fp32_layer_indices(views);
+    for (const int i : indices) {
+        nvinfer1::ILayer& layer = *network.getLayer(i);
+        layer.setPrecision(nvinfer1::DataType::kFLOAT);
+        for (int32_t k = 0; k < layer.getNbOutputs(); ++k) layer.setOutputType(k, nvinfer1::DataType::kFLOAT);
+    }
+    return static_cast<int>(indices.size());
+}
+#endif
 
 std::string read_file_or_empty(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
@@ -134,6 +186,10 @@ std::string build_engine(const BuildOptions& o) {
     nvinfer1::ITensor& input = *network->getInput(0);
     batches = check_input(input, onnx, batches);
     const nvinfer1::Dims chw = input.getDimensions();
+    int pinned = 0;
+#if NV_TENSORRT_MAJOR < 10
+    if (!plan.strongly_typed && o.precision != "fp32") pinned = pin_fp32_layers(*network);
+#endif
 
     std::unique_ptr<nvinfer1::IBuilderConfig> config(builder->createBuilderConfig());
     if (!config) throw Error("TensorRT: cannot create a builder config");
@@ -173,6 +229,7 @@ std::string build_engine(const BuildOptions& o) {
     const nlohmann::json info = {{"onnx", onnx_rel}, {"workspace_mb", o.workspace_mb}, {"timing_cache", cache_path},
                                  {"timing_cache_reused", !cache_in.empty()}, {"network_flags", plan.network_names},
                                  {"builder_flags", plan.builder_names}, {"strongly_typed", plan.strongly_typed},
+                                 {"fp32_pinned_layers", pinned},
                                  {"build_seconds", std::round(seconds * 10.0) / 10.0},
                                  {"builder", std::string("irreid-edge-native ") + IRREID_VERSION}};
     const std::string engine = engine_file(o.model_dir, o.modality, o.precision);

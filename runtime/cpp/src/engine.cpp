@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <sys/stat.h>
 
@@ -188,6 +189,27 @@ std::string timing_cache_file(const std::string& engines_dir, const std::string&
     for (const char c : compute_capability)
         if (c != '.') cc += c;
     return engines_dir + "/timing-" + (slug.empty() ? "gpu" : slug) + "-sm" + cc + "-trt" + trt_version + ".cache";
+}
+
+std::vector<int> fp32_layer_indices(const std::vector<LayerView>& layers) {
+    static const std::set<std::string> seeds = {"REDUCE", "NORMALIZATION"};
+    static const std::set<std::string> not_pinned = {"QUANTIZE", "DEQUANTIZE", "SHAPE", "CONSTANT", "CAST", "IDENTITY", "ASSERTION"};
+    std::set<std::string> reduced, tainted;
+    for (const LayerView& l : layers)
+        if (l.kind == "REDUCE") reduced.insert(l.inputs.begin(), l.inputs.end());
+    auto any_in = [](const std::vector<std::string>& names, const std::set<std::string>& set) {
+        return std::any_of(names.begin(), names.end(), [&](const std::string& n) { return set.count(n) > 0; });
+    };
+    std::vector<int> out;
+    for (size_t i = 0; i < layers.size(); ++i) {  // network order is topological (the parser adds in ONNX order)
+        const LayerView& l = layers[i];
+        const bool squares = (l.kind == "ELEMENTWISE" || l.kind == "UNARY") && any_in(l.outputs, reduced);
+        if (seeds.count(l.kind) || squares || any_in(l.inputs, tainted)) {
+            tainted.insert(l.outputs.begin(), l.outputs.end());
+            if (!not_pinned.count(l.kind) && l.float_outputs) out.push_back(static_cast<int>(i));
+        }
+    }
+    return out;
 }
 
 std::string sidecar_text(const nlohmann::json& key, const std::string& engine_sha256, const std::string& built_at,

@@ -186,3 +186,20 @@ TEST_CASE("orin_modules_are_told_apart_as_python") {
     key["sm_count"] = nullptr, key.erase("total_memory_gib"), key.erase("l4t_release");
     CHECK(irreid::key_mismatches(key, nano, "", "int8").empty());
 }
+
+TEST_CASE("fp32_region_of_a_weakly_typed_build") {
+    // An int8 body then the L2 normalisation: y = a / sqrt(sum(a * a)), reshaped and cast at the end.
+    const std::vector<irreid::LayerView> layers = {
+        {"DEQUANTIZE", {"xq", "scale"}, {"x"}, true},        // 0  Q/DQ: never pinned
+        {"OTHER", {"x", "w"}, {"a"}, true},                   // 1  the convolution: fp16/int8 as built
+        {"ELEMENTWISE", {"a", "a"}, {"sq"}, true},            // 2  the squares feeding the reduction: fp32
+        {"REDUCE", {"sq"}, {"s"}, true},                      // 3  fp32
+        {"UNARY", {"s"}, {"n"}, true},                        // 4  sqrt, downstream: fp32
+        {"ELEMENTWISE", {"a", "n"}, {"y"}, true},             // 5  the division: fp32
+        {"SHAPE", {"y"}, {"shape"}, false},                   // 6  shapes: not math
+        {"OTHER", {"y", "shape"}, {"z"}, true},               // 7  the reshape: fp32
+        {"IDENTITY", {"z"}, {"embeddings"}, true},            // 8  the cast (8.x imports Cast as Identity): not pinned
+        {"ELEMENTWISE", {"x", "x"}, {"unrelated"}, true},     // 9  not in the region
+    };
+    CHECK(irreid::fp32_layer_indices(layers) == std::vector<int>{2, 3, 4, 5, 7});
+}
