@@ -2,8 +2,8 @@
 # on CUDA 11.4, JetPack 5's, and gives "no kernel image" on any other GPU).
 #
 # CMake 3.24 has CMAKE_CUDA_ARCHITECTURES=native (https://cmake.org/cmake/help/v3.24/prop_tgt/CUDA_ARCHITECTURES.html;
-# https://gitlab.kitware.com/cmake/cmake/-/merge_requests/7050), but JetPack 5's CMake is 3.16 and
-# `native` fails the configure where no GPU is visible (a CI machine, a container build). So the GPU is asked directly, on every CMake: a small
+# https://gitlab.kitware.com/cmake/cmake/-/merge_requests/7050), but JetPack 5's CMake is 3.16. So the
+# GPU is asked directly, on every CMake (the same answer `native` gives where it exists): a small
 # program against the CUDA runtime (no CUDA compiler needed) prints device 0's compute capability.
 # A Jetson always has its GPU, so this finds 72 (Xavier), 87 (Orin), 110 (Thor, CUDA 13).
 # Without a visible GPU the choice is left to nvcc's default architecture, which embeds PTX that the
