@@ -174,3 +174,21 @@ def test_real_market_dev_held_out_ids() -> None:
     pids = {r.pid for r in read_market(SHARED / "market1501-dev", "train")}
     train, val, test = dev_split(pids)
     assert (len(train), len(val), len(test)) == (400, 50, 50)
+
+
+def test_fit_market_cpu_ends_with_the_real_photo_tests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from train.fit import main
+
+    market, llvip = make_market_dev(tmp_path / "dev"), make_llvip(tmp_path / "llvip")
+    rc = main(["--preset", "market-cpu", "--root", str(market), "--out-dir", str(tmp_path / "runs"), "--name", "t",
+               "--max-steps", "1", "--quiet", "--set", "data.height=32", "--set", "data.width=16",
+               "--set", "data.p=4", "--set", "data.k=2", "--set", "model.embed_dim=16",
+               "--set", "data.pseudo_ir=thermal", "--set", f"data.llvip_root={llvip}", "--set", "data.llvip_train=true"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "Market held-out ids, thermal -> colour" in out and "Market held-out ids, red -> colour" in out
+    assert "LLVIP held-out frames (same scene) t2v" in out and "(10 trials)" in out
+    run = tmp_path / "runs" / "t"
+    assert {p.name for p in run.glob("test-*.json")} == {"test-market-thermal.json", "test-market-red.json",
+                                                          "test-llvip.json"}
+    assert json.loads((run / "test-market-red.json").read_text())["rows"][0]["queries"] == 2 * 3 * 2
