@@ -40,7 +40,7 @@ if (( DRY )); then
   ARGS=(--preset market-cpu --root "$MARKET_ROOT" --name market-r50 --out-dir "$WORK/runs" --quiet
         --set model.name=dat_resnet18 --set data.height=64 --set data.width=32 --set data.workers=0
         --max-steps 2 --set eval_every=1)
-  TRAIN_LIMIT=300; TRIALS=1; DEV=cpu
+  TRAIN_LIMIT=1200; TRIALS=1; DEV=cpu
 fi
 [[ -n "$LLVIP_ROOT" ]] && ARGS+=(--set "data.llvip_root=$LLVIP_ROOT" --set data.llvip_train=true)
 log "train: ${ARGS[*]} (limit ${TRAIN_LIMIT}s)"

@@ -67,7 +67,7 @@ class DataConfig:
     synthetic_clutter: float = 1.0
     regdb_trial: int = 1
     market_ir_cams: tuple[int, ...] = (4, 5, 6)
-    pseudo_ir: str = "red"
+    pseudo_ir: str = "red"  # red | gray | thermal, or several joined by "+" (each IR image once per rendering)
     extra_market_root: str | None = None  # the paper adds Market-1501 (pseudo-IR) to the training ids
     # LLVIP thermal/visible crops (issue 15): tested on its held-out frames in the final summary; with
     # llvip_train, its training frames' pairs join the training ids as cross-modal positives.
@@ -138,7 +138,8 @@ class TrainConfig:
         _check_choice("optim.optimizer", self.optim.optimizer, ("sgd", "adam"))
         if self.loss.adv_ramp_epochs < 0:
             raise ConfigError(f"loss.adv_ramp_epochs must be >= 0, got {self.loss.adv_ramp_epochs}")
-        _check_choice("data.pseudo_ir", self.data.pseudo_ir, ("red", "gray", "thermal"))
+        for kind in self.data.pseudo_ir.split("+"):  # "red+thermal": each pseudo-IR image in both renderings
+            _check_choice("data.pseudo_ir", kind, ("red", "gray", "thermal"))
         _check_choice("device", self.device, ("auto", "cpu", "cuda"), prefix_ok=("cuda:",))
         if not 1 <= self.model.stripes <= 9:
             raise ConfigError(f"model.stripes={self.model.stripes} is invalid; valid values: 1..9")

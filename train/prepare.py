@@ -27,7 +27,7 @@ from .data.regdb import read_regdb
 from .data.synthetic_render import DEFAULT_STYLE
 from .data.sysu import read_sysu
 
-__all__ = ["PreparedData", "prepare_data", "synthetic_options", "synthetic_root"]
+__all__ = ["PreparedData", "prepare_data", "renderings", "synthetic_options", "synthetic_root"]
 
 
 @dataclass
@@ -106,15 +106,28 @@ def _sysu_like(root: Path, cfg: DataConfig) -> PreparedData:
     )
 
 
+def renderings(cfg: DataConfig) -> tuple[str, ...]:
+    """The pseudo-IR renderings of ``data.pseudo_ir`` ("red+thermal" -> ("red", "thermal"))."""
+    return tuple(dict.fromkeys(k.strip() for k in cfg.pseudo_ir.split("+")))
+
+
+def _read_market_train(root: str | Path, cfg: DataConfig) -> list[Record]:
+    """Training records; with several renderings every pseudo-IR image appears once per rendering."""
+    first, *others = renderings(cfg)
+    recs = read_market(root, "train", ir_cams=tuple(cfg.market_ir_cams), pseudo_ir=first)
+    return recs + [Record(r.path, r.pid, r.camid, r.modality, kind) for kind in others for r in recs if r.pseudo_ir]
+
+
 def _market(root: Path, cfg: DataConfig) -> PreparedData:
-    recs = read_market(root, "train", ir_cams=tuple(cfg.market_ir_cams), pseudo_ir=cfg.pseudo_ir)
+    recs = _read_market_train(root, cfg)
     train_ids, val_ids, test_ids = dev_split(r.pid for r in recs)
     if has_test_split(root):  # a full copy: its own test ids are the held-out set
         train_ids |= test_ids
     if not cfg.val_split:
         train_ids |= val_ids
         return PreparedData(str(root), [r for r in recs if r.pid in train_ids])
-    val = [r for r in recs if r.pid in val_ids]
+    first = renderings(cfg)[0]  # validation probes in the first rendering only
+    val = [r for r in recs if r.pid in val_ids and r.pseudo_ir in (None, first)]
     return PreparedData(
         str(root), [r for r in recs if r.pid in train_ids],
         val_queries=[r for r in val if r.modality == 1],
@@ -125,7 +138,7 @@ def _market(root: Path, cfg: DataConfig) -> PreparedData:
 
 def _add_market(data: PreparedData, cfg: DataConfig) -> PreparedData:
     """The paper's extra training ids: Market-1501 with half its cameras as pseudo-IR."""
-    extra = read_market(cfg.extra_market_root, "train", ir_cams=tuple(cfg.market_ir_cams), pseudo_ir=cfg.pseudo_ir)
+    extra = _read_market_train(str(cfg.extra_market_root), cfg)
     offset = max(r.pid for r in data.train) + 1
     data.train += [Record(r.path, r.pid + offset, r.camid, r.modality, r.pseudo_ir) for r in extra]
     return data

@@ -192,3 +192,16 @@ def test_fit_market_cpu_ends_with_the_real_photo_tests(tmp_path: Path, capsys: p
     assert {p.name for p in run.glob("test-*.json")} == {"test-market-thermal.json", "test-market-red.json",
                                                           "test-llvip.json"}
     assert json.loads((run / "test-market-red.json").read_text())["rows"][0]["queries"] == 2 * 3 * 2
+
+
+def test_two_renderings_give_each_pseudo_ir_image_twice(tmp_path: Path) -> None:
+    root = make_market_dev(tmp_path / "dev")
+    base = {"data.root": str(root)}
+    one = prepare_data(apply_overrides(get_preset("market-cpu"), base).validate().data)
+    two = prepare_data(apply_overrides(get_preset("market-cpu"), base | {"data.pseudo_ir": "red+thermal"}).validate().data)
+    ir_one = [r for r in one.train if r.modality == IR]
+    assert len(two.train) == len(one.train) + len(ir_one)
+    assert sorted(r.pseudo_ir for r in two.train if r.path == ir_one[0].path) == ["red", "thermal"]
+    assert {r.pseudo_ir for r in two.val_queries} == {"red"} and len(two.val_queries) == len(one.val_queries)
+    with pytest.raises(ConfigError, match="pseudo_ir='infrared' is invalid"):
+        apply_overrides(get_preset("market-cpu"), base | {"data.pseudo_ir": "red+infrared"}).validate()

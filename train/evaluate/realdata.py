@@ -50,7 +50,8 @@ def final_real_tests(checkpoint: Path, data_cfg: Any, run_dir: Path, device: str
     base = ["--checkpoint", str(checkpoint), "--device", device]
     if data_cfg.name == "market" and data_cfg.root:
         cams = ",".join(str(c) for c in data_cfg.market_ir_cams)
-        for kind in dict.fromkeys((data_cfg.pseudo_ir, "red")):  # the training rendering, and the paper's red
+        kinds = [k.strip() for k in data_cfg.pseudo_ir.split("+")]
+        for kind in dict.fromkeys((*kinds, "red")):  # the training renderings, and the paper's red
             res = _run([*base, "--data", "market", "--root", str(data_cfg.root), "--trials", "10",
                         "--market-ir-cams", cams, "--pseudo-ir", kind], run_dir / f"test-market-{kind}.json")
             if res:
