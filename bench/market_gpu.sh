@@ -29,8 +29,8 @@ log() { echo "[$(date +%T)] $*" | tee -a "$OUT/market_gpu.log"; }
   "$PY" -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available())"; } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-# From scratch at 288x144 the network needs many more steps than the CPU preset gets: SGD-free Adam
-# (as market-cpu), 60 epochs of 50 steps, 10 loader workers (the thermal rendering runs on the CPU).
+# The market-cpu recipe (Adam, red + pseudo-thermal renderings, gentle adversary) at the paper's scale:
+# dat_resnet50 at 288x144, 60 epochs of ~50-70 steps, 10 loader workers (the rendering runs on the CPU).
 ARGS=(--preset market-cpu --root "$MARKET_ROOT" --name market-r50 --out-dir "$WORK/runs" --quiet
       --set model.name=dat_resnet50 --set data.height=288 --set data.width=144 --set model.last_stride=1
       --set data.workers=10 --set optim.epochs=60 --set optim.milestones=45 --set loss.adv_ramp_epochs=10
