@@ -31,7 +31,7 @@ def test_match_and_evaluate_rerank_give_the_same_ranking(tmp_path: Path) -> None
                    "--top-k", "14", "--index", str(tmp_path / "gallery.idx"))
     by_match = {Path(p["probe"]).name: [r["path"] for r in p["results"]] for p in out["probes"]}
 
-    [trial] = list(iter_trials("market", root, market_ir_cams=()))
+    [trial] = list(iter_trials("market-query", root, market_ir_cams=()))
     [res] = evaluate_trial(FeatureCache(OnnxEmbedder.open(model)), trial, ["rerank"])
     names = [Path(r.path).name for r in trial.gallery]
     by_evaluate = {Path(q.path).name: [names[j] for j in np.argsort(res.distmat[i], kind="stable")]
