@@ -238,13 +238,12 @@ def _market_pseudo_ir() -> TrainConfig:
 
 
 def _market_cpu() -> TrainConfig:
-    # Random init on Market-1501 pseudo-IR within 60 minutes on a 2-core CPU (issue 15). The base is the
+    # Random init on Market-1501 pseudo-IR within an hour on a 2-core CPU (issue 15): the settings of the
     # run the issue measured (dat_resnet18 128x64, Adam 1e-3, channel aug 0.5, adversarial weight 0.3 on a
-    # 5-epoch ramp, D lr 1e-4: 20 epochs in 13 min, red -> colour 32 % on unseen ids, real thermal 1 %);
-    # this preset spends the rest of the hour on epochs (60 ~ 40 min there) and renders every pseudo-IR
-    # image twice, red (the paper's probes) and pseudo-thermal (train.data.thermal: real thermal crops
-    # look nothing like a red channel). docs/training.md "Real photographs" has the measurements and
-    # what was not measured. No default root: the data is the user's (issue 19 item 4).
+    # 5-epoch ramp, D lr 1e-4), with the rest of the hour spent on epochs, and every pseudo-IR image
+    # rendered twice, red (the paper's probes) and pseudo-thermal (train.data.thermal: real thermal crops
+    # look nothing like a red channel). docs/training.md "Real photographs" has the measurements, their
+    # commands and what was not measured. No default root: the data is the user's (issue 19 item 4).
     return TrainConfig(
         name="market-cpu", preset="market-cpu", eval_every=10,
         data=DataConfig(name="market", root=None, height=128, width=64, p=8, k=4, workers=0,

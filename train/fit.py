@@ -1,6 +1,6 @@
 """`python -m train.fit`: train the paper's network (or a small preset) and write runs/<name>/.
 
-    python -m train.fit                                   # the demo: synthetic data, CPU, minutes
+    python -m train.fit                                   # the demo: synthetic data, on a CPU
     python -m train.fit --preset sysu-paper --root /data/SYSU-MM01 --variant baseline
     torchrun --nproc_per_node 2 -m train.fit --preset demo --max-steps 20
     python -m train.fit --resume runs/demo/last.pt
