@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from . import __version__
 
 #: subcommand -> module under runtime.commands, in the order --help lists them
-COMMANDS = ("build", "index", "match", "embed", "bench", "spec")
+COMMANDS = ("build", "index", "match", "embed", "bench", "spec", "serve")
 
 
 class UserError(Exception):

@@ -107,15 +107,20 @@ class Gallery:
 
     def remove(self, ids: Sequence[str]) -> int:
         """Remove entries by id; their files move to ``<root>/.irreid/deleted/``. Returns how many existed."""
+        self.retire_files(ids)
+        return self.store.remove(list(ids))
+
+    def retire_files(self, ids: Sequence[str]) -> None:
+        """Move the entries' files (inside the root) to ``<root>/.irreid/deleted/``, before their rows go:
+        a crash in between leaves a row whose file is gone, which the next refresh drops."""
         get = getattr(self.store, "get", None)
         for entry_id in ids:
             entry = get(entry_id) if get is not None else None
             src = self.file_of(entry) if entry is not None else None
-            if src is not None:
-                dst = self.root / DELETED_DIR / entry.path  # type: ignore[union-attr]
+            if entry is not None and src is not None:
+                dst = self.root / DELETED_DIR / entry.path
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(src), str(dst))
-        return self.store.remove(list(ids))
 
     def file_of(self, entry: Entry) -> Path | None:
         """The entry's image file when it lies inside the gallery root (never outside it), else None."""

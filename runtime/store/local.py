@@ -61,6 +61,7 @@ class _State:
     unit: np.ndarray  # (N, D) float32 unit rows in search order, read-only
     meta: dict[str, dict[str, Any]]
     stamp: tuple[int, int, int] | None  # (inode, size, mtime_ns) of the file this state was read from
+    by_id: dict[str, int]  # entry id -> its first row in search order
     searcher: Any = None  # Int8Searcher over ``unit`` when search="int8"
 
 
@@ -137,7 +138,10 @@ class LocalStore:
             from ..search_int8 import Int8Searcher
 
             searcher = Int8Searcher(unit, self.threads)
-        return _State(rows, f16, entries, unit, meta, stamp, searcher)
+        by_id: dict[str, int] = {}
+        for i, e in enumerate(entries):
+            by_id.setdefault(e.id, i)
+        return _State(rows, f16, entries, unit, meta, stamp, by_id, searcher)
 
     def __len__(self) -> int:
         return len(self._state.entries)
@@ -148,7 +152,9 @@ class LocalStore:
         return list(self._state.entries)
 
     def get(self, entry_id: str) -> Entry | None:
-        return next((e for e in self._state.entries if e.id == entry_id), None)
+        state = self._state
+        i = state.by_id.get(entry_id)
+        return None if i is None else state.entries[i]
 
     def search(self, queries: np.ndarray, top_k: int, filters: Filters | None = None) -> list[list[Hit]]:
         state = self._state  # one consistent snapshot for the whole call
