@@ -14,7 +14,7 @@ import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from ..preprocess import ImageDecodeError
 from ..store.base import Filters
@@ -104,11 +104,12 @@ def create_app(service: Service, token: str | None = None) -> Any:
 
     @app.post("/match", dependencies=auth)
     async def match(request: Request, modality: str = "ir",
-                    top_k: int = Query(10, ge=1, le=service.limits.max_top_k),
-                    camera: list[str] = Query(default_factory=list), device: list[str] = Query(default_factory=list),
+                    top_k: Annotated[int, Query(ge=1, le=service.limits.max_top_k)] = 10,
+                    camera: Annotated[list[str] | None, Query()] = None,
+                    device: Annotated[list[str] | None, Query()] = None,
                     since: str | None = None, until: str | None = None) -> dict[str, Any]:
         try:
-            filters = Filters(cameras=_names(camera), devices=_names(device),
+            filters = Filters(cameras=_names(camera or []), devices=_names(device or []),
                               since=parse_time(since, "since"), until=parse_time(until, "until"))
         except ValueError as e:
             raise HTTPException(400, str(e)) from None
@@ -133,7 +134,7 @@ def create_app(service: Service, token: str | None = None) -> Any:
 
     @app.delete("/gallery/{entry_id}", dependencies=auth)
     async def remove(entry_id: str) -> dict[str, Any]:
-        fut = await run_in_threadpool(service.remove, [entry_id])
+        fut: Any = await run_in_threadpool(service.remove, [entry_id])
         if not await asyncio.wrap_future(fut):
             raise HTTPException(404, f"no gallery entry {entry_id!r}")
         return {"removed": entry_id, "gallery_size": len(service.gallery)}

@@ -51,9 +51,9 @@ def test_crop_from_memory_equals_the_same_crop_from_a_png(model: Path, tmp_path:
     assert from_memory.shape == (3, enc.dim)
     rgb = frame_bgr[:, :, ::-1]
     files = []
-    for i, (l, t, r, b) in enumerate([(10, 20, 61, 141), (300, 100, 320, 240), (0, 0, 30, 90)]):
+    for i, (left, t, r, b) in enumerate([(10, 20, 61, 141), (300, 100, 320, 240), (0, 0, 30, 90)]):
         path = tmp_path / f"crop{i}.png"
-        Image.fromarray(np.ascontiguousarray(rgb[t:b, l:r])).save(path)
+        Image.fromarray(np.ascontiguousarray(rgb[t:b, left:r])).save(path)
         files.append(path)
     assert np.all(_cos(from_memory, enc.embed(files)) >= 0.9999)
 
@@ -73,7 +73,7 @@ def test_bad_images_raise_naming_them(model: Path, tmp_path: Path) -> None:
         enc.embed([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.float32)])
     with pytest.raises(ImageDecodeError, match=r"images\[0\]: not an image"):
         enc.embed([b"not an image"])
-    with pytest.raises(ImageDecodeError, match="nope.jpg: no such file"):
+    with pytest.raises(ImageDecodeError, match=r"nope\.jpg: no such file"):
         enc.embed([tmp_path / "nope.jpg"])
     assert enc.embed([]).shape == (0, enc.dim)
 
@@ -144,5 +144,5 @@ def test_local_store_refuses_another_model(model: Path, tmp_path: Path) -> None:
     make_good_gallery(root, 4)
     open_gallery(root, open_encoder(model, modality="rgb"))
     other = make_model_dir(tmp_path / "other", seed=5)
-    with pytest.raises(ValueError, match="made with another model.*--rebuild"):
+    with pytest.raises(ValueError, match=r"made with another model.*--rebuild"):
         LocalStore(root / ".irreid" / "index.irx", open_encoder(other, modality="rgb").spec)

@@ -19,10 +19,10 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="serve needs the `serve` extra: pip install 'irreid-edge[serve]'")
 pytest.importorskip("uvicorn", reason="serve needs the `serve` extra: pip install 'irreid-edge[serve]'")
 
-from serve_fixtures import Server, running_server  # noqa: E402
+from serve_fixtures import Server, running_server
 
-from runtime.api import open_encoder  # noqa: E402
-from runtime.store.local import LocalStore  # noqa: E402
+from runtime.api import open_encoder
+from runtime.store.local import LocalStore
 
 
 @pytest.fixture(scope="module")
