@@ -134,7 +134,7 @@ def create_app(service: Service, token: str | None = None) -> Any:
 
     @app.delete("/gallery/{entry_id}", dependencies=auth)
     async def remove(entry_id: str) -> dict[str, Any]:
-        fut: Any = await run_in_threadpool(service.remove, [entry_id])
+        fut = await run_in_threadpool(service.remove, [entry_id])
         if not await asyncio.wrap_future(fut):
             raise HTTPException(404, f"no gallery entry {entry_id!r}")
         return {"removed": entry_id, "gallery_size": len(service.gallery)}

@@ -61,12 +61,12 @@ class _Writer:
     def __init__(self, store: Any) -> None:
         self.store = store
         self.commits = 0
-        self._q: queue.Queue[tuple[tuple[Any, ...], Future[int]] | None] = queue.Queue()
+        self._q: queue.Queue[tuple[tuple[Any, ...], Future[Any]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="irreid-gallery-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, op: tuple[Any, ...]) -> Future[int]:
-        fut: Future[int] = Future()
+    def submit(self, op: tuple[Any, ...]) -> Future[Any]:
+        fut: Future[Any] = Future()
         self._q.put((op, fut))
         return fut
 
@@ -88,7 +88,7 @@ class _Writer:
                 todo.append(item)
             self._commit(todo)
 
-    def _commit(self, todo: list[tuple[tuple[Any, ...], Future[int]]]) -> None:
+    def _commit(self, todo: list[tuple[tuple[Any, ...], Future[Any]]]) -> None:
         try:
             if hasattr(self.store, "apply"):
                 counts = self.store.apply([op for op, _ in todo])
@@ -149,12 +149,12 @@ class Service:
     def search(self, embedding: np.ndarray, top_k: int, filters: Filters | None) -> list[dict[str, Any]]:
         return [h.to_dict() for h in self.gallery.search(embedding[None, :], top_k, filters)[0]]
 
-    def add(self, data: bytes, camera: str, timestamp: float | None, device: str) -> tuple[Entry, Future[int]]:
+    def add(self, data: bytes, camera: str, timestamp: float | None, device: str) -> tuple[Entry, Future[Any]]:
         decode_bytes(data, "upload", self.limits.max_pixels)  # the pixel limit before anything is written
         entry, emb = self.gallery.prepare(data, camera=camera, timestamp=timestamp, device=device)
         return entry, self.writer.submit(("add", emb[None, :], [entry]))
 
-    def remove(self, ids: Sequence[str]) -> Future[int]:
+    def remove(self, ids: Sequence[str]) -> Future[Any]:
         self.gallery.retire_files(ids)
         return self.writer.submit(("remove", list(ids)))
 
