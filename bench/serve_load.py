@@ -38,6 +38,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", choices=["ir", "rgb"], default="ir")
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--token", default=None, help="bearer token (default: $IRREID_SERVE_TOKEN)")
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the server to answer /health")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return p
 
@@ -96,6 +97,23 @@ class _Client(threading.Thread):
         conn.close()
 
 
+def _wait_ready(host: str, port: int, timeout: float) -> None:
+    """Poll /health until the server answers (it may still be loading its model)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection(host, port, timeout=5)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"serve_load: nothing answered GET /health on {host}:{port} within {timeout:g}s; "
+                             "start `irreid-edge serve` first")
+        time.sleep(0.5)
+
+
 def _info(host: str, port: int, headers: dict[str, str]) -> dict[str, Any]:
     conn = http.client.HTTPConnection(host, port, timeout=30)
     conn.request("GET", "/info", headers=headers)
@@ -119,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     token = args.token or os.environ.get("IRREID_SERVE_TOKEN")
     headers = {"Content-Type": "application/octet-stream", **({"Authorization": f"Bearer {token}"} if token else {})}
     path = f"/{args.endpoint}?modality={args.modality}" + (f"&top_k={args.top_k}" if args.endpoint == "match" else "")
+    _wait_ready(host, port, args.wait)
     before = _info(host, port, headers)
     t0 = time.perf_counter()
     start_at, stop_at = t0 + args.warmup, t0 + args.warmup + args.seconds
