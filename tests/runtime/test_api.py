@@ -146,3 +146,15 @@ def test_local_store_refuses_another_model(model: Path, tmp_path: Path) -> None:
     other = make_model_dir(tmp_path / "other", seed=5)
     with pytest.raises(ValueError, match=r"made with another model.*--rebuild"):
         LocalStore(root / ".irreid" / "index.irx", open_encoder(other, modality="rgb").spec)
+
+
+def test_an_empty_gallery_folder_grows_from_adds(model: Path, tmp_path: Path) -> None:
+    rgb = open_encoder(model, modality="rgb")
+    root = tmp_path / "empty"
+    root.mkdir()
+    gallery = open_gallery(root, rgb)
+    assert len(gallery) == 0 and gallery.match([save_crop(tmp_path / "p.png", seed=1)], rgb)[0] == []
+    arr = np.random.default_rng(4).integers(0, 256, (64, 32, 3), dtype=np.uint8)
+    entry, added = gallery.add(arr[:, :, ::-1], channel_order="bgr")  # an OpenCV crop: saved as PNG
+    assert added and entry.path.endswith(".png") and len(open_gallery(root, rgb)) == 1
+    np.testing.assert_allclose(rgb.embed([root / entry.path]), rgb.embed([arr]), atol=1e-6)
