@@ -6,7 +6,9 @@
 Each client is a thread with one keep-alive HTTP connection that POSTs a probe (round-robin over
 --probe files) to /match (or /embed) as fast as the answers come. Prints requests/s, latency
 percentiles (p50, p90, p99, max), errors by status, and the server's mean encoder batch size over
-the run (from /info: micro-batching at work). A warm-up (--warmup seconds) is not counted.
+the run (from /info: micro-batching at work). Counted: the requests sent after the warm-up
+(--warmup seconds) and answered within the --seconds that follow; make --seconds several times the
+latency, or the count is too small to mean much.
 Only a loopback URL is accepted: this tool must not load someone else's server.
 """
 
@@ -90,7 +92,8 @@ class _Client(threading.Thread):
                 conn.close()
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
             end = time.perf_counter()
-            if now >= self.start_at:  # warm-up requests are not counted
+            # counted: requests sent after the warm-up and answered within the measured window
+            if now >= self.start_at and end <= self.stop_at:
                 self.statuses[status] += 1
                 if status == 200:
                     self.latencies.append(end - now)
