@@ -158,3 +158,19 @@ def test_an_empty_gallery_folder_grows_from_adds(model: Path, tmp_path: Path) ->
     entry, added = gallery.add(arr[:, :, ::-1], channel_order="bgr")  # an OpenCV crop: saved as PNG
     assert added and entry.path.endswith(".png") and len(open_gallery(root, rgb)) == 1
     np.testing.assert_allclose(rgb.embed([root / entry.path]), rgb.embed([arr]), atol=1e-6)
+
+
+def test_int8_search_in_memory_ranks_like_numpy(model: Path, tmp_path: Path) -> None:
+    """serve --search int8: the exact int8 searcher kept beside the rows, rebuilt after a write."""
+    root = tmp_path / "gallery"
+    make_good_gallery(root, 40)
+    rgb, ir = open_encoder(model, modality="rgb"), open_encoder(model, modality="ir")
+    exact = open_gallery(root, rgb)
+    fast = open_gallery(root, rgb, search="int8")
+    probes = ir.embed([save_crop(tmp_path / f"q{i}.png", seed=400 + i, gray=True) for i in range(4)])
+    for a, b in zip(exact.search(probes, 10), fast.search(probes, 10)):
+        assert [h.entry.path for h in a] == [h.entry.path for h in b]
+        # int8 re-scores in float64, numpy in float32: the 6th decimal may round the other way
+        np.testing.assert_allclose([h.distance for h in a], [h.distance for h in b], atol=2e-6)
+    entry, _ = fast.add(save_crop(tmp_path / "new.png", seed=9))
+    assert fast.search(rgb.embed([root / entry.path]), 1)[0][0].entry.id == entry.id
