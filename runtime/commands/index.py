@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     add_model_arguments(p)
     add_index_arguments(p)
+    from ._store import add_index_store_arguments
+
+    add_index_store_arguments(p)
 
 
 def _verify(args: argparse.Namespace, index_path: Path) -> int:
@@ -43,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from ._common import Encoders, gallery_modality, model_path, positive, report_skipped, say
 
     positive(args.batch, "--batch")
+    if args.store:
+        from ._store import run_index
+
+        return run_index(args)
     index_path = Path(args.index) if args.index else default_index_path(args.gallery)
     if args.verify:
         return _verify(args, index_path)

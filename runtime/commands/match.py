@@ -33,7 +33,7 @@ HELP = "rank gallery crops for one or more probe crops (IR probe vs colour galle
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe", nargs="+", required=True, help="probe image(s) and/or folders of probes")
-    p.add_argument("--gallery", required=True, help="folder of gallery crops")
+    p.add_argument("--gallery", help="folder of gallery crops (required unless --store)")
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--show", metavar="PNG", help="write a rank-list picture (green: same id, red: different)")
@@ -51,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use the index as it is, without checking the gallery for changes")
     add_model_arguments(p)
     add_index_arguments(p)
+    from ._store import add_match_store_arguments
+
+    add_match_store_arguments(p)
 
 
 def expand_probes(items: list[str], follow_links: bool) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -170,6 +173,11 @@ def run(args: argparse.Namespace) -> int:
 
     positive(args.top_k, "--top-k")
     positive(args.batch, "--batch")
+    from ._store import check_local_match_args, run_match
+
+    if args.store:
+        return run_match(args)
+    check_local_match_args(args)
     t0 = time.perf_counter()
     quiet_notes = args.quiet
 

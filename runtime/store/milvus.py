@@ -23,6 +23,7 @@ control characters is refused at the door, so no value can change an expression'
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -51,6 +52,9 @@ def _pymilvus() -> Any:
     except ImportError:
         raise StoreError("a Milvus store needs pymilvus: `pip install 'irreid-edge[milvus]'` (pymilvus + "
                          "milvus-lite), or leave --store out for the local index file") from None
+    # pymilvus logs every failed RPC with a traceback before raising it; the error reaches the user
+    # once, as a StoreError line, so its own log is silenced below CRITICAL.
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
     return pymilvus
 
 
@@ -138,6 +142,8 @@ class MilvusStore:
             collection = _collection_name(uri.name, spec)
             if client.has_collection(collection):
                 index = _check_existing(client, uri, spec, collection)
+                # a reopened collection is "released"; loading a loaded one is a no-op
+                client.load_collection(collection)
             elif create:
                 index = _create(pm, client, uri, spec, collection)
             else:
