@@ -159,7 +159,7 @@ def fill_store(gallery: str | Path, store: GalleryStore, encoder: Any, *, modali
     stats = FillStats(skipped_files=list(scan.skipped))
     hashed = _hash_all(scan.files, workers, quiet, stats.skipped_files)
     can_ask = hasattr(store, "existing")  # not in the protocol: without it, add() dedupes and counts
-    existing = store.existing([sha for _, sha in hashed]) if can_ask else set()
+    existing: set[str] = getattr(store, "existing")([sha for _, sha in hashed]) if can_ask else set()  # noqa: B009
     todo: dict[str, Any] = {}
     for f, sha in hashed:
         if sha in existing:

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("pymilvus", reason="pymilvus is not installed (pip install 'irreid-edge[milvus]')")
 pytest.importorskip("milvus_lite", reason="milvus-lite is not installed or cannot load on this platform")
 
-from cli_fixtures import cli, cli_json, make_good_gallery, make_model_dir, save_crop  # noqa: E402
+from cli_fixtures import cli, cli_json, make_good_gallery, make_model_dir, save_crop
 
 T0 = 1_780_000_000  # 2026-05-28T20:26:40Z, the first gallery crop's modification time; one per hour after it
 
