@@ -132,6 +132,7 @@ class MilvusStore:
     def __init__(self, client: Any, uri: StoreURI, spec: ModelSpec, collection: str, index: str) -> None:
         self.client, self.uri, self.spec, self.collection, self.index = client, uri, spec, collection, index
         self.rescore_margin = 8  # extra candidates fetched beyond top_k (see the module docstring)
+        self._added = 0  # rows added since opening: close() seals them (see close)
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
@@ -187,6 +188,7 @@ class MilvusStore:
             # upsert, not insert: Milvus does not enforce unique primary keys on insert, and two
             # devices racing to add the same image must still leave one row.
             self._call("upsert", self.client.upsert, self.collection, data)
+        self._added += len(rows)
         return len(rows)
 
     def remove(self, ids: Sequence[str]) -> int:
@@ -213,11 +215,24 @@ class MilvusStore:
         return out
 
     def close(self) -> None:
-        """Milvus acknowledges a write once it is durable (its write-ahead log), so there is
-        nothing to flush here; closing also stops Milvus Lite's engine."""
-        client, self.client = self.client, None
-        if client is not None:
+        """Milvus acknowledges a write once it is durable (its write-ahead log), so no accepted
+        write waits on this. After adds, close flushes once: that seals the new rows into segments
+        that get the vector index, where unsealed ("growing") rows are searched by brute force
+        (slow in Milvus Lite; docs/fleet.md). Closing also stops Milvus Lite's engine."""
+        if self.client is None:
+            return
+        try:
+            self.flush()
+        finally:
+            client, self.client = self.client, None
             client.close()
+
+    def flush(self) -> None:
+        """Seal the rows added since the last flush (a long-lived writer such as serve may call it
+        after a burst of adds; Milvus also seals on its own as segments fill)."""
+        if self._added:
+            self._call("flush", self.client.flush, self.collection)
+            self._added = 0
 
     def __enter__(self) -> MilvusStore:
         return self
