@@ -189,8 +189,8 @@ def run_variant(name: str, g: np.ndarray, q: np.ndarray, spec: ModelSpec, work: 
     return bench_milvus(g, q, spec, work, {"milvus-flat": "flat", "milvus-hnsw": "hnsw", "milvus-ivf": "ivf_flat"}[name])
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+def get_args_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0], allow_abbrev=False)
     ap.add_argument("--n", type=int, nargs="+", default=[100_000])
     ap.add_argument("--dim", type=int, default=1536)
     ap.add_argument("--queries", type=int, default=32, help="single-query calls timed (at least 32 are made)")
@@ -199,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     ap.add_argument("--workdir", help="folder for the index file and the Milvus Lite .db (default: a temp dir)")
     ap.add_argument("--json", help="also write the rows as JSON here")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
     spec = ModelSpec(name="bench", modality="rgb", input_height=256, input_width=128, embedding_dim=args.dim)
     rows = []
     print(f"store_bench: dim {args.dim}, data {args.data}, {args.queries} single queries + 3 x 32, "
