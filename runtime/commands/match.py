@@ -9,6 +9,10 @@ JSON output (``--json``), one object on stdout::
                  "results": [{"rank": 1, "distance": float, "path": gallery-relative path}, ...]}],
      "skipped": [{"path": str, "reason": str}]}
 
+With ``--store URI`` (docs/fleet.md) the gallery is a Milvus store: "store" and "collection" replace
+"index" and "index_stats", "filters" echoes --camera/--device/--since/--until, and each result also has
+the entry's "id", "camera", "timestamp", "modality" and "device".
+
 distance = 1 - cosine; with ``--rerank`` it is the k-reciprocal distance and each result also has
 "cosine_distance". ``--threshold D`` drops results whose cosine distance is above D.
 """

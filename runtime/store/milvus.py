@@ -1,5 +1,5 @@
 """A GalleryStore on Milvus through pymilvus's ``MilvusClient``: Milvus Lite (the engine embedded in
-this process, one .db file) or a Milvus standalone / cluster shared by a fleet of devices.
+this process, data in PATH.db) or a Milvus standalone / cluster shared by a fleet of devices.
 
 One collection per model: ``<name>_<first 16 hex of the spec fingerprint>``, whose properties hold
 the full fingerprint and the spec JSON, so a collection is never searched with another model's
