@@ -100,3 +100,60 @@ def test_store_refuses_other_model_and_bad_flags(setup: dict[str, Path]) -> None
     assert r.returncode == 2 and "ends in .db" in r.stderr
     r = cli("index", "--store", uri, "--gallery", str(s["g2"]), "--camera", "bad\nname", *model, check=False)
     assert r.returncode == 2 and "control characters" in r.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_fleet_two_devices_push_to_one_server_over_grpc(setup: dict[str, Path]) -> None:
+    """milvus://HOST:PORT through the network client path: Milvus Lite's own gRPC server on loopback
+    stands in for a Milvus standalone. Two devices push at the same time (one crop in common)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    s = setup
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(s["root"] / "srv"),
+                               "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as c:
+                if c.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert server.poll() is None and time.monotonic() < deadline, "milvus_lite server did not start"
+            time.sleep(0.3)
+        uri = f"milvus://127.0.0.1:{port}/depot"
+        model = ["--model", str(s["model"])]
+        shared = s["root"] / "g3"
+        make_good_gallery(shared, 3, start=60)
+        (shared / "same_as_g2.jpg").write_bytes(next(iter(sorted(s["g2"].glob("00*.jpg")))).read_bytes())
+        env = {"IRREID_MILVUS_TOKEN": "root:Milvus"}
+        procs = [subprocess.Popen([sys.executable, "-c", "import sys; from runtime.cli import main; sys.exit(main())",
+                                   "index", "--store", uri, "--gallery", str(g), "--device", dev, "--quiet", "--json",
+                                   *model], cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), **env})
+                 for g, dev in ((s["g2"], "jetson-b"), (shared, "jetson-c"))]
+        outs = [p.communicate(timeout=180) for p in procs]
+        assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+        out = cli_json("match", "--store", uri, "--probe", str(s["probes"] / "p1.png"), "--top-k", "50",
+                       "--gallery-modality", "rgb", *model, env=env)
+        results = out["probes"][0]["results"]
+        assert len(results) == len({r["id"] for r in results}) == 6 + 3  # g2's 6 contents + 3 new; the shared crop once
+        assert {r["device"] for r in results} == {"jetson-b", "jetson-c"}
+        only_c = cli_json("match", "--store", uri, "--probe", str(s["probes"] / "p1.png"), "--device", "jetson-c",
+                          *model, env=env)["probes"][0]["results"]
+        # the common crop is one entry, credited to whichever device wrote it first (or last, in a tie)
+        assert {r["device"] for r in only_c} == {"jetson-c"} and 3 <= len(only_c) <= 4
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
