@@ -3,7 +3,7 @@
     nice -n 10 python bench/store_bench.py --n 100000 --dim 1536
     nice -n 10 python bench/store_bench.py --n 1000000 --dim 256 --only local-numpy faiss-flat milvus-flat
 
-Variants (each on the same N x D gallery, one at a time so that only one copy is in memory):
+Variants (all on the same N x D gallery, all kept in memory, then their searches timed in turns):
   local-numpy   the local index: runtime.index.write_index (float16 file, atomic), then
                 runtime.rank.topk numpy on the float32 rows (what `match` does)
   local-int8    runtime.rank.topk backend="int8" (runtime/search_int8.py); insert = its build
@@ -13,8 +13,9 @@ Variants (each on the same N x D gallery, one at a time so that only one copy is
                 (top-10 + 8 candidates with their vectors, re-scored and sorted by (distance, id))
   milvus-hnsw   the same with ?index=hnsw (M=16, efConstruction=200, ef=64); insert includes the build
   milvus-ivf    the same with ?index=ivf_flat (nlist=1024, nprobe=16)
-Latency: "1 query" is the median of --queries (>= 32) single-query calls after a warm-up; "32/call" the
-median of 3 calls of 32 queries (ms per call). recall@10 is against exact numpy search on the same
+Latency, interleaved (the variants take turns query by query, so the load of a shared machine weighs
+on all alike): "1 query" is the median of --queries (>= 32) single-query calls after a warm-up;
+"32/call" the median of 3 calls of 32 queries (ms per call). recall@10 is against exact numpy search on the same
 stored rows (1.0 for the exact variants is a check, not a result).
 
 Data (--data clustered, the default): re-ID-like galleries, --per-id crops per identity around a
@@ -72,104 +73,63 @@ def make_data(n: int, d: int, queries: int, kind: str, per_id: int, seed: int = 
     return g, unit(centres[who] + sigma * rng.standard_normal((queries, d), dtype=np.float32))
 
 
-def lat_single(fn: Callable[[np.ndarray], Any], q: np.ndarray) -> float:
-    fn(q[:1])
-    ts = []
-    for row in q:
-        t = time.perf_counter()
-        fn(row[None, :])
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1000
-
-
-def lat_batch(fn: Callable[[np.ndarray], Any], q: np.ndarray, b: int = 32) -> float:
-    qb = np.resize(q, (b, q.shape[1])) if len(q) < b else q[:b]
-    fn(qb)
-    ts = []
-    for _ in range(3):
-        t = time.perf_counter()
-        fn(qb)
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1000
-
-
 def recall(got: list[list[int]], exact: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b.tolist())) / len(b) for a, b in zip(got, exact)]))
 
 
-def bench_local(g: np.ndarray, q: np.ndarray, spec: ModelSpec, work: Path, backend: str) -> dict[str, Any]:
+Search = Callable[[np.ndarray], list[list[int]]]  # (Q, D) queries -> top-10 gallery rows per query
+
+
+def build_local(g: np.ndarray, spec: ModelSpec, work: Path, backend: str) -> tuple[float, Search, Callable[[], None]]:
     from runtime.index import IndexEntry, read_index, write_index
 
-    n = g.shape[0]
     t = time.perf_counter()
     if backend == "numpy":
-        entries = [IndexEntry(f"{i:08d}.jpg", 1, 0, "0" * 64) for i in range(n)]
+        entries = [IndexEntry(f"{i:08d}.jpg", 1, 0, "0" * 64) for i in range(g.shape[0])]
         write_index(work / "bench.irx", spec, entries, g, work)
         gal = read_index(work / "bench.irx").as_float32()
     else:
         gal = g.copy()
         gal.setflags(write=False)
-        topk(q[:1], gal, 10, backend="int8")  # builds and caches the searcher
+        topk(g[:1], gal, 10, backend="int8")  # builds and caches the searcher
     ins = time.perf_counter() - t
-
-    def search(x: np.ndarray) -> Any:
-        return topk(x, gal, 10, backend=backend)[0]
-
-    res = {"insert_s": ins, "lat1_ms": lat_single(search, q), "lat32_ms": lat_batch(search, q),
-           "got": search(q).tolist()}
-    clear_int8_cache()
-    return res
+    return ins, lambda x: topk(x, gal, 10, backend=backend)[0].tolist(), clear_int8_cache
 
 
-def bench_faiss(g: np.ndarray, q: np.ndarray) -> dict[str, Any]:
+def build_faiss(g: np.ndarray) -> tuple[float, Search, Callable[[], None]]:
     import faiss
 
     t = time.perf_counter()
     index = faiss.IndexFlatIP(g.shape[1])
     index.add(g)
-    ins = time.perf_counter() - t
-
-    def search(x: np.ndarray) -> Any:
-        return index.search(np.ascontiguousarray(x), 10)[1]
-
-    return {"insert_s": ins, "lat1_ms": lat_single(search, q), "lat32_ms": lat_batch(search, q),
-            "got": search(q).tolist()}
+    return time.perf_counter() - t, lambda x: index.search(np.ascontiguousarray(x), 10)[1].tolist(), index.reset
 
 
-def bench_milvus(g: np.ndarray, q: np.ndarray, spec: ModelSpec, work: Path, index: str) -> dict[str, Any]:
+def build_milvus(g: np.ndarray, spec: ModelSpec, work: Path, index: str) -> tuple[float, Search, Callable[[], None]]:
+    """Insert = store.add in 10k-row calls, then flush and wait until the vector index covers every row."""
     from runtime.store.uri import open_store
 
     n = g.shape[0]
     ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(n)]
     row_of = {h: i for i, h in enumerate(ids)}
     opts = {"flat": "", "hnsw": "?index=hnsw", "ivf_flat": "?index=ivf_flat"}[index]
-    db = work / f"milvus_{index}.db"
-    store = open_store(f"milvus-lite:{db}{opts}", spec, create=True)
-    try:
-        t = time.perf_counter()
-        for s in range(0, n, 10_000):
-            store.add(g[s:s + 10_000], [Entry(ids[i], f"{i:08d}.jpg") for i in range(s, min(n, s + 10_000))])
-        ins_rows = time.perf_counter() - t
-        _wait_indexed(store, n)
-        ins = time.perf_counter() - t
+    store: Any = open_store(f"milvus-lite:{work / f'milvus_{index}.db'}{opts}", spec, create=True)
+    t = time.perf_counter()
+    for s in range(0, n, 10_000):
+        store.add(g[s:s + 10_000], [Entry(ids[i], f"{i:08d}.jpg") for i in range(s, min(n, s + 10_000))])
+    _wait_indexed(store, n)
+    ins = time.perf_counter() - t
+    assert len(store) == n
 
-        def search(x: np.ndarray) -> Any:
-            return [[row_of[h.entry.id] for h in hits] for hits in store.search(x, 10)]
+    def search(x: np.ndarray) -> list[list[int]]:
+        return [[row_of[h.entry.id] for h in hits] for hits in store.search(x, 10)]
 
-        def raw(x: np.ndarray) -> Any:  # the engine alone: top-10 ids, no vectors, no re-score
-            return store.client.search(store.collection, data=list(x), limit=10,
-                                       search_params={"metric_type": "IP", "params": store._search_params(10)})
-
-        res = {"insert_s": ins, "insert_rows_s": ins_rows, "lat1_ms": lat_single(search, q),
-               "lat32_ms": lat_batch(search, q), "raw_lat1_ms": lat_single(raw, q), "raw_lat32_ms": lat_batch(raw, q),
-               "got": search(q), "count": len(store)}
-    finally:
-        store.close()  # the work folder with the .db is removed by the caller
-    return res
+    return ins, search, store.close
 
 
 def _wait_indexed(store: Any, n: int, timeout: float = 3600) -> None:
     """Flush, then wait until the vector index covers every row (HNSW/IVF build in the background)."""
+    store.flush()
     store.client.flush(store.collection)
     t = time.perf_counter()
     while time.perf_counter() - t < timeout:
@@ -179,14 +139,34 @@ def _wait_indexed(store: Any, n: int, timeout: float = 3600) -> None:
         time.sleep(0.5)
 
 
-def run_variant(name: str, g: np.ndarray, q: np.ndarray, spec: ModelSpec, work: Path) -> dict[str, Any]:
-    if name == "local-numpy":
-        return bench_local(g, q, spec, work, "numpy")
-    if name == "local-int8":
-        return bench_local(g, q, spec, work, "int8")
+def build(name: str, g: np.ndarray, spec: ModelSpec, work: Path) -> tuple[float, Search, Callable[[], None]]:
+    if name in ("local-numpy", "local-int8"):
+        return build_local(g, spec, work, name.split("-")[1])
     if name == "faiss-flat":
-        return bench_faiss(g, q)
-    return bench_milvus(g, q, spec, work, {"milvus-flat": "flat", "milvus-hnsw": "hnsw", "milvus-ivf": "ivf_flat"}[name])
+        return build_faiss(g)
+    return build_milvus(g, spec, work, {"milvus-flat": "flat", "milvus-hnsw": "hnsw", "milvus-ivf": "ivf_flat"}[name])
+
+
+def interleaved(searches: dict[str, Search], q: np.ndarray, rounds: int = 3, b: int = 32) -> dict[str, tuple[float, float]]:
+    """Median ms of one query per call, and of one call of ``b`` queries, for every variant, the
+    variants taking turns query by query (the machine's load then weighs on all of them alike)."""
+    names = list(searches)
+    one: dict[str, list[float]] = {n: [] for n in names}
+    many: dict[str, list[float]] = {n: [] for n in names}
+    for n in names:
+        searches[n](q[:1])  # warm-up
+    for i, row in enumerate(q):
+        for n in names[i % len(names):] + names[:i % len(names)]:
+            t = time.perf_counter()
+            searches[n](row[None, :])
+            one[n].append(time.perf_counter() - t)
+    qb = np.resize(q, (b, q.shape[1]))
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            t = time.perf_counter()
+            searches[n](qb)
+            many[n].append(time.perf_counter() - t)
+    return {n: (statistics.median(one[n]) * 1000, statistics.median(many[n]) * 1000) for n in names}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -213,20 +193,29 @@ def main(argv: list[str] | None = None) -> int:
         from runtime.store.milvus import stored_rows
 
         g = stored_rows(g)  # what every store ranks (float16-rounded), so recall compares like with like
-        exact = topk(q, g, 10, backend="numpy")[0]
-        for name in args.only:
-            work = Path(tempfile.mkdtemp(prefix="store_bench_", dir=args.workdir))
-            try:
-                r = run_variant(name, g, q, spec, work)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-            got = r.pop("got")
-            row = {"n": n, "dim": args.dim, "variant": name, "insert_rows_per_s": n / r["insert_s"],
-                   "recall@10": recall(got, exact[:len(got)]), **r, "load": os.getloadavg()[0]}
-            rows.append(row)
-            print(_fmt(row), flush=True)
-            gc.collect()
-        del g
+        exact = np.asarray(topk(q, g, 10, backend="numpy")[0])
+        work = Path(tempfile.mkdtemp(prefix="store_bench_", dir=args.workdir))
+        searches: dict[str, Search] = {}
+        closers: list[Callable[[], None]] = []
+        inserts: dict[str, float] = {}
+        try:
+            for name in args.only:
+                inserts[name], searches[name], close = build(name, g, spec, work)
+                closers.append(close)
+                print(f"  {n} x {args.dim} {name}: insert {n / inserts[name]:,.0f} rows/s "
+                      f"({inserts[name]:.1f}s, load {os.getloadavg()[0]:.1f})", flush=True)
+            lat = interleaved(searches, q)
+            for name in args.only:
+                row = {"n": n, "dim": args.dim, "variant": name, "insert_s": inserts[name],
+                       "insert_rows_per_s": n / inserts[name], "lat1_ms": lat[name][0], "lat32_ms": lat[name][1],
+                       "recall@10": recall(searches[name](q), exact), "load": os.getloadavg()[0]}
+                rows.append(row)
+                print(_fmt(row), flush=True)
+        finally:
+            for close in closers:
+                close()
+            shutil.rmtree(work, ignore_errors=True)
+        del g, searches
         gc.collect()
     print("\n" + table(rows))
     if args.json:
@@ -235,10 +224,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fmt(r: dict[str, Any]) -> str:
-    raw = f", engine alone {r['raw_lat1_ms']:.1f} / {r['raw_lat32_ms']:.1f} ms" if "raw_lat1_ms" in r else ""
     return (f"  {r['n']:>8} x {r['dim']} {r['variant']:<12} insert {r['insert_rows_per_s']:>9.0f} rows/s "
             f"({r['insert_s']:.1f}s), top-10 1 query {r['lat1_ms']:.2f} ms, 32/call {r['lat32_ms']:.1f} ms, "
-            f"recall@10 {r['recall@10']:.3f}{raw} (load {r['load']:.1f})")
+            f"recall@10 {r['recall@10']:.3f} (load {r['load']:.1f})")
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -246,10 +234,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             "| recall@10 vs exact |\n|---|---|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
-        extra = (f" (engine alone {r['raw_lat1_ms']:.1f})" if "raw_lat1_ms" in r else "")
-        extra32 = (f" (engine alone {r['raw_lat32_ms']:.1f})" if "raw_lat32_ms" in r else "")
         lines.append(f"| {r['n']:,} x {r['dim']} | {r['variant']} | {r['insert_rows_per_s']:,.0f} | "
-                     f"{r['lat1_ms']:.2f}{extra} | {r['lat32_ms']:.1f}{extra32} | {r['recall@10']:.3f} |")
+                     f"{r['lat1_ms']:.2f} | {r['lat32_ms']:.1f} | {r['recall@10']:.3f} |")
     return "\n".join(lines)
 
 
