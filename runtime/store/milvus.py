@@ -96,8 +96,12 @@ def _check_label(text: str, what: str, max_bytes: int) -> None:
         raise StoreError(f"{what} {text[:40]!r}... is longer than {max_bytes} bytes; shorten it")
 
 
+def _is_sha256(text: object) -> bool:
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 def _check_entry(e: Entry) -> None:
-    if not (isinstance(e.id, str) and len(e.id) == 64 and all(c in "0123456789abcdef" for c in e.id)):
+    if not _is_sha256(e.id):
         raise StoreError(f"entry id {e.id!r} is not a sha256 hex digest of the image bytes")
     _check_label(e.path, "path", MAX_PATH_BYTES)
     for what in ("camera", "modality", "device"):
@@ -160,9 +164,14 @@ class MilvusStore:
         return int(rows[0]["count(*)"])
 
     def existing(self, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` the store already holds."""
+        """Which of ``ids`` the store already holds.
+
+        Anything but a sha256 hex digest cannot be an entry's id (``add`` refuses it) and is dropped
+        before the lookup: pymilvus writes the ids of ``get``/``delete`` into a filter expression
+        unescaped (pymilvus/milvus_client/base.py ``_pack_pks_expr``), so ``' or id != '`` would
+        otherwise select, or delete, every row."""
         found: set[str] = set()
-        ids = list(dict.fromkeys(ids))
+        ids = [i for i in dict.fromkeys(ids) if _is_sha256(i)]
         for s in range(0, len(ids), _ID_CHUNK):
             rows = self._call("get", self.client.get, self.collection, ids=ids[s:s + _ID_CHUNK], output_fields=["id"])
             found.update(str(r["id"]) for r in rows)
