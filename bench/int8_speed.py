@@ -46,7 +46,7 @@ def _random_model_graphs(name: str, height: int, width: int, calib: int) -> tupl
     from calib.ranges import collect
     from export.fuse import deploy_encoder
     from export.graph import export_onnx
-    from export.quantize import quantize
+    from export.qdq import quantize
     from train.models import create_model
 
     torch.manual_seed(0)

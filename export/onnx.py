@@ -80,8 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         from .pipeline import ExportConfig, run_export, write_outputs
-        from .report import write_report
-        from .reporting import build_report
+        from .report import build_report, write_report
         from .source import find_checkpoint, load_source
 
         ckpt = Path(a.checkpoint) if a.checkpoint else find_checkpoint()

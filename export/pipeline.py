@@ -26,8 +26,8 @@ from .data import ExportData, for_modality, gather, load
 from .fp16 import to_fp16
 from .fuse import deploy_encoder
 from .graph import check_io, check_normalization, check_structure, export_onnx, op_counts
-from .int8 import calibrate, choose_float_layers
-from .quantize import RECIPES
+from .int8_calibration import calibrate, choose_float_layers
+from .qdq import RECIPES
 from .source import Source
 
 __all__ = ["ExportConfig", "Exported", "run_export"]
