@@ -18,30 +18,34 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from calib.ranges import RangeCollector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _histograms(graph: object, batches: object) -> dict[str, object]:
+def _histograms(graph: Any, batches: Iterable[np.ndarray]) -> dict[str, RangeCollector]:
     from calib.activations import ActivationRunner
     from calib.ranges import RangeCollector
 
     runner = ActivationRunner(graph)
     collectors: dict[str, RangeCollector] = {}
-    for outputs in runner.outputs(batches):  # type: ignore[arg-type]
+    for outputs in runner.outputs(batches):
         for name, x in outputs.items():
             collectors.setdefault(name, RangeCollector()).observe(x)
-    for outputs in runner.outputs(batches):  # type: ignore[arg-type]
+    for outputs in runner.outputs(batches):
         for name, x in outputs.items():
             collectors[name].observe_hist(x)
-    return collectors  # type: ignore[return-value]
+    return collectors
 
 
-def _split(args: argparse.Namespace, src: object, specs: dict[str, object]) -> tuple[np.ndarray, np.ndarray, dict]:
+def _split(args: argparse.Namespace, src: Any, specs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, dict]:
     """(query batch (IR), gallery batch (colour), metadata for evaluate_ranking)."""
     from runtime.preprocess import load_batch
 
@@ -56,10 +60,10 @@ def _split(args: argparse.Namespace, src: object, specs: dict[str, object]) -> t
     else:
         from train.data.sysu import test_split
 
-        queries, gallery = test_split(src.train_root, "all", 0)  # type: ignore[attr-defined]
+        queries, gallery = test_split(src.train_root, "all", 0)
         protocol = "sysu"
-    qb, _, qerr = load_batch([r.path for r in queries], specs["ir"])  # type: ignore[arg-type]
-    gb, _, gerr = load_batch([r.path for r in gallery], specs["rgb"])  # type: ignore[arg-type]
+    qb, _, qerr = load_batch([r.path for r in queries], specs["ir"])
+    gb, _, gerr = load_batch([r.path for r in gallery], specs["rgb"])
     if qerr or gerr:
         raise SystemExit(f"int8_accuracy: unreadable test image: {(qerr or gerr)[0]}")
     if args.market_root:
