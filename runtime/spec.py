@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .choices import MODALITIES, PRECISIONS
+
 __all__ = [
     "SPEC_FORMAT_VERSION",
     "ModelSpec",
@@ -34,8 +36,6 @@ __all__ = [
 SPEC_FORMAT_VERSION = 1
 ONNX_METADATA_KEY = "irreid.spec"
 
-MODALITIES = ("rgb", "ir")
-PRECISIONS = ("fp32", "fp16", "int8")
 LAYOUTS = ("NCHW",)
 CHANNEL_ORDERS = ("RGB", "BGR")
 VALUE_RANGES = ("0-255",)

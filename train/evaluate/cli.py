@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.choices import INFERENCE_BACKEND_CHOICES, PRECISIONS
 from runtime.spec import atomic_write_text
 
 from .protocols import DATASETS, PROTOCOL_OF, TrialResult, evaluate_trial, iter_trials, variants_for
@@ -34,16 +35,14 @@ DATA_NAMES = {"sysu": "SYSU-MM01", "regdb": "RegDB", "market": "Market-1501", "s
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    from runtime.encoder import BACKEND_CHOICES
-
     p = argparse.ArgumentParser(prog="python -m train.evaluate",
                                 description="Evaluate a checkpoint or an exported model on a benchmark protocol.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a checkpoint written by python -m train.fit")
     src.add_argument("--onnx", metavar="DIR", help="an exported model folder (python -m export.onnx)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"), help="with --onnx")
-    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="with --onnx (default auto)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="with --onnx (default fp32)")
+    p.add_argument("--backend", default="auto", choices=INFERENCE_BACKEND_CHOICES, help="with --onnx (default auto)")
     p.add_argument("--device", default="cpu", help="with --checkpoint: torch device (default cpu)")
     p.add_argument("--data", default="synthetic", choices=DATASETS)
     p.add_argument("--root", help="dataset folder (synthetic: default = the demo's cached dataset)")
