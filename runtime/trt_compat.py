@@ -190,12 +190,16 @@ _NOT_PINNED = frozenset({"QUANTIZE", "DEQUANTIZE", "SHAPE", "CONSTANT", "CAST", 
 
 def fp32_layer_indices(layers: list[LayerView]) -> list[int]:
     """Indices of the layers to run in fp32 in a weakly typed fp16/int8 build: every reduction or
-    normalisation and everything downstream of one (the pooled-embedding tail: the L2 norm, the
-    division by it, reshapes, concatenation), skipping layers whose precision must not be set."""
+    normalisation, the elementwise math feeding a reduction (the squares of an L2 norm) and
+    everything downstream of one (the pooled-embedding tail: the square root, the division by the
+    norm, reshapes, concatenation), skipping layers whose precision must not be set."""
+    reduced = {t for layer in layers if layer.kind == "REDUCE" for t in layer.inputs}
     tainted: set[str] = set()
     out = []
     for i, layer in enumerate(layers):  # network order is topological (the parser adds in ONNX order)
-        if layer.kind in _FP32_SEEDS or any(t in tainted for t in layer.inputs):
+        # the math right before a reduction is part of it: the x*x of an L2 norm overflows fp16 first
+        squares = layer.kind in ("ELEMENTWISE", "UNARY") and any(t in reduced for t in layer.outputs)
+        if layer.kind in _FP32_SEEDS or squares or any(t in tainted for t in layer.inputs):
             tainted.update(layer.outputs)
             if layer.kind not in _NOT_PINNED and layer.float_outputs:
                 out.append(i)
