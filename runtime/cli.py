@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from . import __version__
 
 #: subcommand -> module under runtime.commands, in the order --help lists them
-COMMANDS = ("build", "index", "match", "embed", "bench", "spec")
+COMMANDS = ("build", "index", "match", "embed", "bench", "spec", "deepstream-config")
 
 
 class UserError(Exception):
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"irreid-edge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        mod = importlib.import_module(f"runtime.commands.{name}")
+        mod = importlib.import_module(f"runtime.commands.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
