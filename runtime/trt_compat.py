@@ -275,6 +275,13 @@ def pin_fp32_layers(network: trt.INetworkDefinition, plan: BuildPlan) -> int:
     return len(indices)
 
 
+def set_detailed_profiling(config: trt.IBuilderConfig) -> None:
+    """Keep each layer's parameters, formats and precisions in the engine for IEngineInspector
+    (Python API "EngineInspector": the information printed depends on the builder config's
+    profiling verbosity; DETAILED prints layer names and parameters)."""
+    config.profiling_verbosity = import_trt().ProfilingVerbosity.DETAILED
+
+
 def dla_cores(builder: trt.Builder) -> int:
     return int(builder.num_DLA_cores)
 

@@ -110,6 +110,7 @@ class BuildRequest:
     timing_cache: Path | None = None
     verbose: bool = False
     dla_core: int | None = None   # build for this DLA core (GPU fallback); None = GPU
+    detailed: bool = False        # keep layer details in the engine (IEngineInspector)
 
 
 def build_engine_file(req: BuildRequest) -> Path:
@@ -133,6 +134,8 @@ def build_engine_file(req: BuildRequest) -> Path:
     fixed = static_batch(network) or (req.max_batch if req.dla_core is not None else None)
     batches = profile_batches(req.max_batch, req.opt_batch, static_batch=fixed)
     config = configure(builder, network, plan, v, req.workspace_mb, batches, cache_in, req.dla_core)
+    if req.detailed:
+        tc.set_detailed_profiling(config)
     start = time.perf_counter()
     blob = tc.build_serialized(builder, network, config)
     seconds = time.perf_counter() - start

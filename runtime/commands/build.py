@@ -24,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dla-core", type=int, default=None, metavar="N",
                    help="build for DLA core N (Jetson AGX Orin / Orin NX) with GPU fallback for the layers DLA cannot "
                         "run; the profile is one fixed batch (--max-batch; smaller calls are padded); fp16/int8 only")
+    p.add_argument("--detailed-profile", action="store_true",
+                   help="keep each layer's precision and formats in the engine (read them with TensorRT's engine inspector)")
     p.add_argument("--verbose", action="store_true", help="TensorRT's verbose builder log")
 
 
@@ -50,7 +52,7 @@ def _requests(args: argparse.Namespace) -> list[object]:
     model = Path(args.model) if args.model else default_model_dir()
     common = {"max_batch": args.max_batch, "opt_batch": args.opt_batch, "workspace_mb": args.workspace,
               "timing_cache": Path(args.timing_cache) if args.timing_cache else None, "verbose": args.verbose,
-              "dla_core": args.dla_core}
+              "dla_core": args.dla_core, "detailed": args.detailed_profile}
     if model.is_file():
         spec = onnx_spec(model, read_onnx_metadata(model), None, "fp32")
         return [BuildRequest(model, False, spec.modality, args.precision, model, spec, **common)]
