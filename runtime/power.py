@@ -30,7 +30,7 @@ def _read_int(path: Path) -> int | None:
 
 def nvpmodel_mode(text: str) -> dict[str, Any] | None:
     """`nvpmodel -q` output ('NV Power Mode: MAXN\\n0') -> {"name": "MAXN", "id": 0}."""
-    m = re.search(r"NV Power Mode:\s*(\S+)\s*(?:\n\s*(\d+))?", text)
+    m = re.search(r"NV Power Mode:[ \t]*(\S+)[ \t]*(?:\r?\n\s*(\d+))?", text)
     if not m:
         return None
     return {"name": m.group(1), "id": int(m.group(2)) if m.group(2) else None}
