@@ -75,9 +75,11 @@ def choose_backend(requested: str, trt_problem: str | None, ort_providers: Seque
             raise ValueError(f"backend tensorrt is unavailable: {trt_problem}")
         return "tensorrt", "requested"
     if requested in _ORT_PROVIDER_OF:
+        if not ort_providers:
+            raise ValueError(f"backend {requested} is unavailable: ONNX Runtime is not installed: {ORT_INSTALL_HINT}")
         if requested not in ort_usable:
-            raise ValueError(f"backend {requested} is unavailable: ONNX Runtime here has "
-                             f"{', '.join(ort_providers) or 'no providers'}; install onnxruntime-gpu for CUDA")
+            raise ValueError(f"backend {requested} is unavailable: ONNX Runtime here has {', '.join(ort_providers)}; "
+                             f"install onnxruntime-gpu for CUDA (docs/install.md)")
         return requested, "requested"
     if requested == "auto" and trt_problem is None:
         return "tensorrt", "TensorRT engine found"

@@ -144,10 +144,17 @@ class PyCuda:
         self._streams: dict[int, Any] = {}
 
     def close(self) -> None:
-        """Pop the context pushed in __init__ (once; atexit calls it too)."""
+        """Pop the context pushed in __init__ (once; atexit calls it too) and drop pycuda's
+        per-context caches, as ``pycuda.autoprimaryctx`` does at exit."""
         ctx, self.ctx = self.ctx, None
-        if ctx is not None:
-            ctx.pop()
+        if ctx is None:
+            return
+        ctx.pop()
+        try:
+            from pycuda.tools import clear_context_caches
+        except ImportError:
+            return
+        clear_context_caches()
 
     def malloc(self, nbytes: int) -> int:
         alloc = self.drv.mem_alloc(max(int(nbytes), 1))

@@ -209,6 +209,11 @@ def test_choose_backend_refuses_what_is_missing() -> None:
         choose_backend("onnxruntime-cuda", None, CPU_ONLY)
     with pytest.raises(ValueError, match="valid values: auto, tensorrt, onnxruntime"):
         choose_backend("cuda", None, CPU_ONLY)
+    # no ONNX Runtime at all (the core package depends on none): the install line, per machine
+    with pytest.raises(ValueError, match=r'onnxruntime-cpu is unavailable: ONNX Runtime is not installed.*"\.\[cpu\]"'):
+        choose_backend("onnxruntime-cpu", None, [])
+    with pytest.raises(ValueError, match=r"no backend available \(TensorRT not installed\).*docs/install.md"):
+        choose_backend("auto", "TensorRT not installed", [])
 
 
 def test_explicit_tensorrt_without_tensorrt_is_refused(model_dir: Path) -> None:
