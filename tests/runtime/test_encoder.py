@@ -223,3 +223,13 @@ def test_explicit_tensorrt_without_tensorrt_is_refused(model_dir: Path) -> None:
         pytest.skip("TensorRT is installed here")
     with pytest.raises(ValueError, match="backend tensorrt is unavailable: TensorRT"):
         open_encoder(model_dir, "ir", backend="tensorrt", verbose=False)
+
+
+def test_tensorrt_provider_flags_follow_the_graph(tmp_path: Path) -> None:
+    from runtime.backends.ort import _provider_options
+
+    int8 = _provider_options("TensorrtExecutionProvider", tmp_path, "int8")
+    assert int8["trt_int8_enable"] and int8["trt_fp16_enable"]  # the TensorRT int8 graph has fp16 around its Q/DQ
+    fp32 = _provider_options("TensorrtExecutionProvider", tmp_path, "fp32")
+    assert not fp32["trt_int8_enable"] and not fp32["trt_fp16_enable"]
+    assert _provider_options("CUDAExecutionProvider", tmp_path, "int8") == {}
