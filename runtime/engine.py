@@ -148,10 +148,11 @@ def profile_batches(max_batch: int, opt_batch: int | None = None,
                     static_batch: int | None = None) -> tuple[int, int, int]:
     """(1, opt, max); opt defaults to min(8, max), a typical count of crops per frame.
 
-    A graph whose batch dimension is fixed (``static_batch``: a foreign model exported with batch 1,
-    or any DLA build) gets (B, B, B): TensorRT requires min = opt = max equal to a static
-    dimension (IOptimizationProfile::setDimensions: "the dimensions must match the network's
-    static dimensions"; TensorRT developer guide, "Working with Dynamic Shapes").
+    A graph whose batch dimension is fixed (``static_batch``: a foreign model exported with batch 1)
+    or a DLA build gets (B, B, B). TensorRT's NvInferRuntime.h, IOptimizationProfile::setDimensions:
+    a static network dimension must be given as itself for min, opt and max ("if networkDims.d[i]
+    != -1, then dims.d[i] == networkDims.d[i]"), and "if run on DLA, minimum, optimum, and maximum
+    dimensions must be the same".
     """
     if static_batch is not None:
         if isinstance(static_batch, bool) or not isinstance(static_batch, int) or static_batch < 1:
