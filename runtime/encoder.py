@@ -246,10 +246,11 @@ def _open_trt(path: Path, is_dir: bool, modality: str, precision: str, folder: M
     """(runner, spec, precision) of the fastest usable engine for ``precision`` (``auto``: int8 >
     fp16 > fp32), or why TensorRT cannot run. CUDA that fails to initialise (a cuda-python too new
     for the driver, ...) and, unless TensorRT was asked for by name with a precision, an engine
-    built for another setup are reasons to fall back, not crashes."""
+    built for another setup (or torn by an interrupted build) are reasons to fall back, not crashes;
+    the reason, with its rebuild command, is what the backend line prints."""
     from .backends.cuda_mem import CudaUnavailableError
     from .backends.trt import open_trt_encoder_runner, trt_unavailable_reason
-    from .engine import EngineMismatchError, build_command, engine_path
+    from .engine import build_command, engine_path
 
     reason = trt_unavailable_reason()
     if reason is not None:
@@ -265,7 +266,7 @@ def _open_trt(path: Path, is_dir: bool, modality: str, precision: str, folder: M
             runner, spec = open_trt_encoder_runner(path, is_dir, modality, prec, folder)
         except CudaUnavailableError as e:
             return str(e)
-        except EngineMismatchError as e:
+        except SpecError as e:  # built for another setup, or a torn / malformed sidecar: rebuild
             if backend == "tensorrt" and precision != "auto":
                 raise
             skipped.append(str(e))

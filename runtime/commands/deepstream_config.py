@@ -98,6 +98,13 @@ def run(args: argparse.Namespace) -> int:
     spec = onnx_spec(onnx, read_onnx_metadata(onnx), folder, prec)
     if engine is None and prec != "fp32":
         print(f"irreid-edge: no {prec} engine built here; nvinfer will build one from {onnx.name} on first start")
+    if engine is not None:
+        from ..engine import read_sidecar
+
+        top = read_sidecar(engine, verify_engine=False)[0].profile[2]
+        if args.batch_size > top:
+            print(f"irreid-edge: warning: --batch-size {args.batch_size} is above {engine.name}'s profile max {top}; "
+                  f"rebuild with `irreid-edge build --max-batch {args.batch_size}` or lower --batch-size")
     out = Path(args.out)
     atomic_write_text(out, render(spec, onnx, engine, prec, args, out.parent))
     print(f"wrote {out} ({args.modality} encoder, {prec}, {'engine ' + engine.name if engine else 'ONNX ' + onnx.name})")

@@ -120,3 +120,16 @@ def test_pycuda_context_is_popped_at_exit(monkeypatch: pytest.MonkeyPatch) -> No
     assert ctx.stack == []
     cuda.close()  # idempotent: a second pop would raise on an empty stack
     assert ctx.stack == []
+
+
+def test_auto_skips_a_torn_engine_and_says_so(folder_with_engine: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """An interrupted build leaves an engine that does not match its sidecar: auto runs ONNX Runtime and
+    says why, with the rebuild hint; --backend tensorrt with that precision refuses."""
+    monkeypatch.setattr(trt_backend, "trt_unavailable_reason", lambda: None)
+    engine_path(folder_with_engine, "ir", "fp32").write_bytes(b"half a plan")
+    enc._printed.clear()
+    assert open_encoder(folder_with_engine, "ir").backend == "onnxruntime-cpu"
+    assert "does not match its sidecar (interrupted build?)" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="interrupted build"):
+        open_encoder(folder_with_engine, "ir", precision="fp32", backend="tensorrt", verbose=False)

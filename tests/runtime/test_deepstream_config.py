@@ -42,7 +42,8 @@ def test_raw_pixel_graph_gets_unit_scale_rgb_and_tensor_meta(export: Path, tmp_p
     assert "model-engine-file" not in cfg
 
 
-def test_a_built_engine_is_named_with_its_precision(export: Path, tmp_path: Path) -> None:
+def test_a_built_engine_is_named_with_its_precision(export: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     spec = make_tiny_spec("rgb", H, W, D).replace(precision="fp16")
     write_engine(engine_path(export, "rgb", "fp16"), b"plan",
                  EngineKey("0" * 64, "10.3.0.30", "Orin", "8.7", "fp16", (1, 8, 16)), spec, {})
@@ -51,6 +52,8 @@ def test_a_built_engine_is_named_with_its_precision(export: Path, tmp_path: Path
     cfg = _read(out)
     assert cfg["network-mode"] == "2" and cfg["model-engine-file"].endswith("engines/rgb.fp16.engine")
     assert cfg["onnx-file"].endswith("rgb.fp16.onnx")
+    assert cli_main(["deepstream-config", "--model", str(export), "--out", str(out), "--batch-size", "32"]) == 0
+    assert "above rgb.fp16.engine's profile max 16" in capsys.readouterr().out
 
 
 def test_foreign_model_normalised_by_the_runtime(tmp_path: Path) -> None:
