@@ -125,7 +125,9 @@ def _weak(v: str, explicit: tuple[str, ...], flags: tuple[str, ...], dla: bool) 
     graph's fp32 regions (the L2 normalisation, whose sum of squares overflows fp16): the layers of
     that region get fp32 precision (``fp32_layer_indices``) and OBEY_PRECISION_CONSTRAINTS makes
     the builder keep them, where the flag exists (TensorRT developer guide, "Reduced Precision":
-    layer precision is a preference unless the precision-constraints flag says obey)."""
+    a layer precision is a preference the builder may override unless told to obey; Polygraphy's
+    CreateConfig documents ``precision_constraints="obey"`` as "require that layers execute in
+    specified precisions")."""
     if "FP16" in flags and has_obey_precision_constraints(v):
         flags = (*flags, "OBEY_PRECISION_CONSTRAINTS")
     if dla:
@@ -262,7 +264,9 @@ def layer_views(network: trt.INetworkDefinition) -> list[LayerView]:
 
 def pin_fp32_layers(network: trt.INetworkDefinition, plan: BuildPlan) -> int:
     """Run the graph's fp32 region in fp32 in a weakly typed build (ILayer.precision and
-    set_output_type, kept by OBEY_PRECISION_CONSTRAINTS); returns how many layers were pinned."""
+    set_output_type, kept by OBEY_PRECISION_CONSTRAINTS); returns how many layers were pinned.
+    Never in a strongly typed network: "setting layer precision and layer output types is not
+    allowed" there (Python API, NetworkDefinitionCreationFlag.STRONGLY_TYPED)."""
     if not pins_fp32_layers(plan):
         return 0
     t = import_trt()
