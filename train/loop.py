@@ -116,7 +116,18 @@ def _final_test(tr: Trainer, run_dir: Path, ckpt: Path) -> dict[str, Any] | None
     return result
 
 
-def _summary(tr: Trainer, run_dir: Path, seconds: float, test: dict[str, Any] | None) -> str:
+def _real_tests(tr: Trainer, run_dir: Path, ckpt: Path) -> list[tuple[str, str]]:
+    """Issue 15's real-photo protocols (Market held-out ids, LLVIP pairs) when the run's data has them."""
+    from .evaluate.realdata import final_real_tests
+
+    if not tr.dist.is_main or (tr.cfg.data.name != "market" and not tr.cfg.data.llvip_root):
+        return []
+    _say(tr.dist, f"real-photo tests with {ckpt.name}:")
+    return final_real_tests(ckpt, tr.cfg.data, run_dir, str(tr.device))
+
+
+def _summary(tr: Trainer, run_dir: Path, seconds: float, test: dict[str, Any] | None,
+             real: list[tuple[str, str]] | None = None) -> str:
     rows = [("run", str(run_dir)), ("preset / variant", f"{tr.cfg.preset} / {tr.cfg.loss.variant}"),
             ("data", f"{tr.cfg.data.name}: {len(tr.data.train)} images, {tr.data.num_classes} ids"),
             ("model", f"{tr.cfg.model.name} ({sum(p.numel() for p in tr.model.parameters()) / 1e6:.1f} M params)"),
@@ -136,7 +147,7 @@ def _summary(tr: Trainer, run_dir: Path, seconds: float, test: dict[str, Any] | 
             if hist is not None:
                 ratio = f"{m['r1'] / hist:.1f}x" if hist > 0 else "inf"
                 rows.append(("colour-histogram rank-1", f"{hist:.1f}% on the same trials (model: {ratio})"))
-    return summary_table(rows)
+    return summary_table(rows + list(real or []))
 
 
 def run_training(cfg: TrainConfig, resume: str | None = None, test: bool = True, quiet: bool = False) -> int:
@@ -184,8 +195,10 @@ def run_training(cfg: TrainConfig, resume: str | None = None, test: bool = True,
     if info.is_main:
         curves = plot_curves(log.read(), run_dir / "curves.png")
         best = run_dir / "best.pt"
-        result = _final_test(tr, run_dir, best if best.exists() else run_dir / "last.pt") if test else None
-        print(_summary(tr, run_dir, seconds, result))
+        kept = best if best.exists() else run_dir / "last.pt"
+        result = _final_test(tr, run_dir, kept) if test else None
+        real = _real_tests(tr, run_dir, kept) if test else []
+        print(_summary(tr, run_dir, seconds, result, real))
         print(f"checkpoint: {best if best.exists() else run_dir / 'last.pt'}" + (f"\ncurves: {curves}" if curves else ""))
     log.close()
     barrier(info)

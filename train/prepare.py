@@ -6,7 +6,9 @@ Validation, used for model selection (METHOD.md §Data and training):
   (``random.seed(0)``, ids and cameras ascending, ``random.choice`` over sorted files); scored with
   the ``sysu`` protocol.
 - Market-1501 (pseudo-IR): every 10th identity (sorted) is held out; queries = its pseudo-IR images,
-  gallery = its colour images (disjoint cameras, so no camera filtering: ``regdb`` protocol).
+  gallery = its colour images (disjoint cameras, so no camera filtering: ``regdb`` protocol). On a
+  copy without Market's own test split (market1501-dev), another 10 % of the identities is held out
+  for testing and never trained on (``train.data.market.dev_split``).
 - RegDB has no validation split in its protocol: none is made, the last epoch is kept, and the
   log says so.
 """
@@ -19,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import DataConfig, default_cache_dir
-from .data.market import read_market
+from .data.market import dev_split, has_test_split, read_market
 from .data.records import Record
 from .data.regdb import read_regdb
 from .data.synthetic_render import DEFAULT_STYLE
 from .data.sysu import read_sysu
 
-__all__ = ["PreparedData", "prepare_data", "synthetic_options", "synthetic_root"]
+__all__ = ["PreparedData", "prepare_data", "renderings", "synthetic_options", "synthetic_root"]
 
 
 @dataclass
@@ -104,14 +106,30 @@ def _sysu_like(root: Path, cfg: DataConfig) -> PreparedData:
     )
 
 
+def renderings(cfg: DataConfig) -> tuple[str, ...]:
+    """The pseudo-IR renderings of ``data.pseudo_ir`` ("red+thermal" -> ("red", "thermal"))."""
+    return tuple(dict.fromkeys(k.strip() for k in cfg.pseudo_ir.split("+")))
+
+
+def _read_market_train(root: str | Path, cfg: DataConfig) -> list[Record]:
+    """Training records; with several renderings every pseudo-IR image appears once per rendering."""
+    first, *others = renderings(cfg)
+    recs = read_market(root, "train", ir_cams=tuple(cfg.market_ir_cams), pseudo_ir=first)
+    return recs + [Record(r.path, r.pid, r.camid, r.modality, kind) for kind in others for r in recs if r.pseudo_ir]
+
+
 def _market(root: Path, cfg: DataConfig) -> PreparedData:
-    recs = read_market(root, "train", ir_cams=tuple(cfg.market_ir_cams), pseudo_ir=cfg.pseudo_ir)
+    recs = _read_market_train(root, cfg)
+    train_ids, val_ids, test_ids = dev_split(r.pid for r in recs)
+    if has_test_split(root):  # a full copy: its own test ids are the held-out set
+        train_ids |= test_ids
     if not cfg.val_split:
-        return PreparedData(str(root), recs)
-    held = set(sorted({r.pid for r in recs})[::10])
-    val = [r for r in recs if r.pid in held]
+        train_ids |= val_ids
+        return PreparedData(str(root), [r for r in recs if r.pid in train_ids])
+    first = renderings(cfg)[0]  # validation probes in the first rendering only
+    val = [r for r in recs if r.pid in val_ids and r.pseudo_ir in (None, first)]
     return PreparedData(
-        str(root), [r for r in recs if r.pid not in held],
+        str(root), [r for r in recs if r.pid in train_ids],
         val_queries=[r for r in val if r.modality == 1],
         val_gallery=[r for r in val if r.modality == 0],
         val_protocol="regdb",
@@ -120,9 +138,20 @@ def _market(root: Path, cfg: DataConfig) -> PreparedData:
 
 def _add_market(data: PreparedData, cfg: DataConfig) -> PreparedData:
     """The paper's extra training ids: Market-1501 with half its cameras as pseudo-IR."""
-    extra = read_market(cfg.extra_market_root, "train", ir_cams=tuple(cfg.market_ir_cams), pseudo_ir=cfg.pseudo_ir)
+    extra = _read_market_train(str(cfg.extra_market_root), cfg)
     offset = max(r.pid for r in data.train) + 1
     data.train += [Record(r.path, r.pid + offset, r.camid, r.modality, r.pseudo_ir) for r in extra]
+    return data
+
+
+def _add_llvip(data: PreparedData, cfg: DataConfig) -> PreparedData:
+    """LLVIP's training-frame pairs as extra identities: one id per thermal/visible twin pair."""
+    from .data.llvip import read_llvip_pairs
+
+    extra = read_llvip_pairs(str(cfg.llvip_root), "train")
+    offset = max(r.pid for r in data.train) + 1
+    by_pid = {pid: i for i, pid in enumerate(sorted({r.pid for r in extra}))}
+    data.train += [Record(r.path, offset + by_pid[r.pid], r.camid, r.modality) for r in extra]
     return data
 
 
@@ -139,4 +168,6 @@ def prepare_data(cfg: DataConfig, is_main: bool = True) -> PreparedData:
         raise ValueError(f"data.name={cfg.name!r} is invalid; valid values: synthetic, sysu, regdb, market")
     if cfg.extra_market_root:
         data = _add_market(data, cfg)
+    if cfg.llvip_train:
+        data = _add_llvip(data, cfg)
     return data

@@ -28,7 +28,8 @@ from ..engine import (
     timing_cache_path,
     write_engine,
 )
-from ..spec import ModelSpec, atomic_write_bytes, file_sha256
+from ..fileio import atomic_write_bytes, file_sha256
+from ..spec import ModelSpec
 
 if TYPE_CHECKING:
     import tensorrt as trt

@@ -57,7 +57,7 @@ def _files(model: Path, modality: str, precision: str) -> tuple[Path, Path | Non
 
 
 def _scaling(spec: Any) -> tuple[float, list[float]]:
-    from ..cli import UserError
+    from ..errors import UserError
 
     if spec.normalize == "graph":
         return 1.0, [0.0, 0.0, 0.0]
@@ -87,8 +87,8 @@ def render(spec: Any, onnx: Path, engine: Path | None, precision: str, args: arg
 
 def run(args: argparse.Namespace) -> int:
     from ..encoder import onnx_spec, read_onnx_metadata
+    from ..fileio import atomic_write_text
     from ..model_dir import read_model_dir_specs
-    from ..spec import atomic_write_text
     from ._common import model_path, positive
 
     positive(args.batch_size, "--batch-size")

@@ -160,7 +160,7 @@ def test_onnx_market_with_pseudo_ir_queries(onnx_dir, tmp_path):
         _img(root / "bounding_box_test" / f"{pid:04d}_c4s1_000003_00.jpg", pid, 2)  # same id, same cam: removed
     _img(root / "bounding_box_test" / "0000_c2s1_000004_00.jpg", 9, 3)  # a distractor
     out = tmp_path / "market.json"
-    assert main(["--onnx", str(onnx_dir), "--data", "market", "--root", str(root), "--trials", "1",
+    assert main(["--onnx", str(onnx_dir), "--data", "market-query", "--root", str(root), "--trials", "1",
                  "--flip", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert [r["variant"] for r in res["rows"]] == ["plain", "flip"]

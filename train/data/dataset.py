@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -16,8 +17,17 @@ from .transforms import apply_pseudo_ir
 __all__ = ["ReIDDataset", "load_image"]
 
 
+@functools.lru_cache(maxsize=8192)
+def _thermal(path: str) -> Image.Image:
+    # The pseudo-thermal rendering costs milliseconds an image and is deterministic: render each once
+    # per process (a Market-1501 crop is 64x128, so 8192 of them hold about 200 MB).
+    return apply_pseudo_ir(decode_image(path), "thermal")
+
+
 def load_image(record: Record) -> Image.Image:
     """Decode ``record.path`` (EXIF-aware, refusing broken files) and apply its pseudo-IR conversion."""
+    if record.pseudo_ir == "thermal":
+        return _thermal(record.path)
     im = decode_image(record.path)
     return apply_pseudo_ir(im, record.pseudo_ir) if record.pseudo_ir else im
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .records import IR, PSEUDO_IR_KINDS, RGB, DataLayoutError, Record, list_images, require_dir
 
-__all__ = ["SPLITS", "SPLIT_DIRS", "parse_name", "read_market"]
+__all__ = ["SPLITS", "SPLIT_DIRS", "dev_split", "has_test_split", "parse_name", "read_market"]
 
 SPLITS = ("train", "query", "gallery")
 #: Candidate folders per split, flat layout first.
@@ -119,3 +119,26 @@ def read_market(
     if not records:
         raise DataLayoutError(f"{folder}: no usable Market-1501 images; check the copy")
     return records
+
+
+def has_test_split(root: str | os.PathLike[str]) -> bool:
+    """Whether ``root`` holds Market-1501's own test identities (query/ and a gallery folder)."""
+    try:
+        _find_split_dir(Path(root), "query")
+        _find_split_dir(Path(root), "gallery")
+    except DataLayoutError:
+        return False
+    return True
+
+
+def dev_split(pids: Iterable[int]) -> tuple[set[int], set[int], set[int]]:
+    """(train, val, test) identities of a copy with training identities only (market1501-dev).
+
+    Fixed rule on the sorted pids: every 10th from the first is validation (model selection, the rule
+    the trainer always used), every 10th from the sixth is the held-out test set that no run trains on
+    or selects on (``python -m train.evaluate --data market``); the other 80 % train. A full copy
+    (with query/ and bounding_box_test/) tests on its own test identities instead.
+    """
+    ordered = sorted(set(pids))
+    val, test = set(ordered[::10]), set(ordered[5::10])
+    return set(ordered) - val - test, val, test

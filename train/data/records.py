@@ -28,7 +28,7 @@ __all__ = [
 RGB = 0
 IR = 1
 #: How a colour photograph is turned into a stand-in infrared image (paper §4.2 uses "red").
-PSEUDO_IR_KINDS = ("red", "gray")
+PSEUDO_IR_KINDS = ("red", "gray", "thermal")
 
 
 class DataLayoutError(ValueError):
@@ -43,7 +43,7 @@ class Record:
     pid: int
     camid: int
     modality: int  # 0 rgb, 1 ir
-    #: 'red' | 'gray' for a colour photograph that must be converted to pseudo-IR when loaded.
+    #: 'red' | 'gray' | 'thermal' for a colour photograph that must be converted to pseudo-IR when loaded.
     pseudo_ir: str | None = None
 
     def __post_init__(self) -> None:

@@ -31,10 +31,15 @@ _GRAY = (0.299, 0.587, 0.114)
 
 def apply_pseudo_ir(im: Image.Image, kind: str) -> Image.Image:
     """Colour photograph -> 3-channel stand-in infrared: "red" replicates the red channel (paper §4.2),
-    "gray" replicates the luma."""
+    "gray" replicates the luma, "thermal" renders a bright body on a dark background
+    (train.data.thermal, issue 15)."""
     if kind not in PSEUDO_IR_KINDS:
         raise ValueError(f"unknown pseudo-IR conversion {kind!r}; valid: {', '.join(PSEUDO_IR_KINDS)}")
     rgb = to_rgb(im)
+    if kind == "thermal":
+        from .thermal import render_thermal
+
+        return render_thermal(rgb)
     single = rgb.getchannel("R") if kind == "red" else rgb.convert("L")
     return Image.merge("RGB", (single, single, single))
 

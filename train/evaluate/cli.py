@@ -31,10 +31,15 @@ __all__ = ["RESULT_FORMAT", "get_args_parser", "main", "summarize"]
 
 RESULT_FORMAT = "irreid-edge-evaluation"
 METRICS = ("r1", "r5", "r10", "r20", "mAP", "mINP")
-DATA_NAMES = {"sysu": "SYSU-MM01", "regdb": "RegDB", "market": "Market-1501", "synthetic": "synthetic (SYSU layout)"}
+DATA_NAMES = {"sysu": "SYSU-MM01", "regdb": "RegDB", "market": "Market-1501 held-out ids, pseudo-IR -> colour",
+              "market-query": "Market-1501 query -> gallery", "llvip-pairs": "LLVIP thermal/visible twins",
+              "synthetic": "synthetic (SYSU layout)"}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    from ..data.llvip import LLVIP_SPLITS
+    from ..data.records import PSEUDO_IR_KINDS
+
     p = argparse.ArgumentParser(prog="python -m train.evaluate",
                                 description="Evaluate a checkpoint or an exported model on a benchmark protocol.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
@@ -51,6 +56,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", type=int, default=1, choices=(1, 10), help="SYSU single- or multi-shot gallery")
     p.add_argument("--market-ir-cams", default="4,5,6",
                    help="Market-1501 cameras read as pseudo-IR ('' = all colour; default 4,5,6)")
+    p.add_argument("--pseudo-ir", default="red", choices=PSEUDO_IR_KINDS,
+                   help="how Market-1501 pseudo-IR probes are rendered (default red, the paper's)")
+    p.add_argument("--llvip-split", default="test", choices=LLVIP_SPLITS,
+                   help="llvip-pairs: held-out frames (test, default), training frames or all")
     p.add_argument("--flip", action="store_true", help="add flip-at-test rows")
     p.add_argument("--rerank", action="store_true", help="add k-reciprocal re-ranking rows")
     p.add_argument("--k1", type=int, default=20)
@@ -95,6 +104,8 @@ def _default_out(args: argparse.Namespace) -> Path:
     model = Path(args.checkpoint or args.onnx)
     folder = model.parent if model.is_file() else model
     suffix = f"-{args.mode}" if args.data in ("sysu", "synthetic") else ""
+    suffix += f"-{args.pseudo_ir}" if args.data == "market" else ""
+    suffix += f"-{args.llvip_split}" if args.data == "llvip-pairs" else ""
     return folder / f"eval-{args.data}{suffix}.json"
 
 
@@ -172,7 +183,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           + f"; {embedder.description}; input {spec.input_height}x{spec.input_width}, {spec.stripes} stripes")
     print(_header())
     rows, first, t0 = [], None, time.perf_counter()
-    for trial in iter_trials(args.data, root, args.mode, args.trials, args.shots, ir_cams):
+    for trial in iter_trials(args.data, root, args.mode, args.trials, args.shots, ir_cams, args.pseudo_ir,
+                             args.llvip_split):
         for tr in evaluate_trial(cache, trial, variants, args.max_rank, (args.k1, args.k2, args.lambda_value)):
             first = first or tr
             rows.append(_row(tr))
@@ -184,7 +196,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = {
         "format": RESULT_FORMAT, "format_version": 1,
         "data": args.data, "root": str(root), "protocol": PROTOCOL_OF[args.data],
-        "mode": args.mode, "shots": args.shots, "trials": args.trials,
+        "mode": args.mode, "shots": args.shots, "trials": args.trials, "pseudo_ir": args.pseudo_ir,
+        "llvip_split": args.llvip_split,
         "model": {"checkpoint": args.checkpoint, "onnx": args.onnx,
                   "precision": args.precision if args.onnx else "fp32 (torch)",
                   "description": embedder.description, "stripes": spec.stripes,

@@ -4,7 +4,15 @@
   gallery per trial (``train.data.sysu.test_split`` with ``random.seed(trial)``, trials 0..T-1).
 - RegDB: trials 1..T, each its own identity split; visible->thermal and thermal->visible are
   separate rows (``direction``).
-- Market-1501: the fixed query / gallery split (one trial); cameras in ``ir_cams`` are pseudo-IR.
+- Market-1501 (``market``, issue 15): the held-out identities (Market's own test ids on a full copy,
+  ``train.data.market.dev_split``'s test ids on a training-only copy such as market1501-dev):
+  pseudo-IR probes = every image of cameras ``ir_cams`` (default 4-6); the colour gallery is drawn
+  anew per trial as SYSU draws it (``random.Random(trial)``, ids and cameras ascending, one
+  ``choice`` over sorted files per (id, colour camera)); disjoint cameras, so nothing is filtered.
+- ``market-query``: Market's fixed query / gallery split (one trial), cameras in ``ir_cams``
+  pseudo-IR, the standard same-id-same-camera removal.
+- ``llvip-pairs``: each thermal crop's visible twin among all visible crops of the split (``t2v``),
+  and the reverse (``v2t``); one trial; held-out frames by default (a same-scene figure).
 
 Variants (separate rows, never silently on): ``plain``; ``flip`` (flip-at-test); ``rerank``
 (k-reciprocal re-ranking of the plain features); ``flip+rerank``.
@@ -13,6 +21,7 @@ Variants (separate rows, never silently on): ``plain``; ``flip`` (flip-at-test);
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -23,10 +32,12 @@ from .features import FeatureCache
 from .metrics import RankingResult, cosine_distmat, evaluate_ranking
 from .rerank import k_reciprocal_rerank
 
-__all__ = ["DATASETS", "Trial", "TrialResult", "evaluate_trial", "iter_trials", "variants_for"]
+__all__ = ["DATASETS", "Trial", "TrialResult", "evaluate_trial", "iter_trials", "market_heldout", "single_shot",
+           "variants_for"]
 
-DATASETS = ("sysu", "regdb", "market", "synthetic")
-PROTOCOL_OF = {"sysu": "sysu", "synthetic": "sysu", "regdb": "regdb", "market": "market"}
+DATASETS = ("sysu", "regdb", "market", "market-query", "llvip-pairs", "synthetic")
+PROTOCOL_OF = {"sysu": "sysu", "synthetic": "sysu", "regdb": "regdb", "market": "regdb", "market-query": "market",
+               "llvip-pairs": "regdb"}
 
 
 @dataclass(frozen=True)
@@ -63,16 +74,57 @@ def _regdb(root: str | os.PathLike[str], trials: int) -> Iterator[Trial]:
             yield Trial(t, direction, "regdb", queries, gallery)
 
 
-def _market(root: str | os.PathLike[str], ir_cams: Sequence[int]) -> Iterator[Trial]:
+def _market_query(root: str | os.PathLike[str], ir_cams: Sequence[int], pseudo_ir: str) -> Iterator[Trial]:
     from ..data.market import read_market
 
-    queries = read_market(root, "query", ir_cams=ir_cams)
-    gallery = read_market(root, "gallery", ir_cams=ir_cams)
+    queries = read_market(root, "query", ir_cams=ir_cams, pseudo_ir=pseudo_ir)
+    gallery = read_market(root, "gallery", ir_cams=ir_cams, pseudo_ir=pseudo_ir)
     yield Trial(0, "", "market", queries, gallery)
 
 
+def market_heldout(root: str | os.PathLike[str], ir_cams: Sequence[int], pseudo_ir: str = "red") -> list[Record]:
+    """Every image of the held-out Market-1501 identities (see the module docstring)."""
+    from ..data.market import dev_split, has_test_split, read_market
+
+    if has_test_split(root):
+        recs = [r for split in ("query", "gallery") for r in read_market(root, split, ir_cams, pseudo_ir) if r.pid > 0]
+        return recs
+    recs = read_market(root, "train", ir_cams=ir_cams, pseudo_ir=pseudo_ir)
+    test = dev_split(r.pid for r in recs)[2]
+    return [r for r in recs if r.pid in test]
+
+
+def single_shot(records: Sequence[Record], trial: int) -> list[Record]:
+    """One colour image per (id, camera), drawn with ``random.Random(trial)`` (the SYSU test's rule)."""
+    by: dict[tuple[int, int], list[Record]] = {}
+    for r in records:
+        if r.modality == 0:
+            by.setdefault((r.pid, r.camid), []).append(r)
+    rng = random.Random(trial)
+    return [rng.choice(sorted(by[key], key=lambda r: r.path)) for key in sorted(by)]
+
+
+def _market(root: str | os.PathLike[str], trials: int, ir_cams: Sequence[int], pseudo_ir: str) -> Iterator[Trial]:
+    if not ir_cams:
+        raise ValueError("--data market needs pseudo-IR cameras (--market-ir-cams, default 4,5,6)")
+    held = market_heldout(root, ir_cams, pseudo_ir)
+    queries = [r for r in held if r.modality == 1]
+    for t in range(trials):
+        yield Trial(t, "", "regdb", queries, single_shot(held, t))
+
+
+def _llvip(root: str | os.PathLike[str], split: str) -> Iterator[Trial]:
+    from ..data.llvip import read_llvip_pairs
+
+    recs = read_llvip_pairs(root, split)
+    vis, ir = [r for r in recs if r.modality == 0], [r for r in recs if r.modality == 1]
+    yield Trial(0, "t2v", "regdb", ir, vis)
+    yield Trial(0, "v2t", "regdb", vis, ir)
+
+
 def iter_trials(data: str, root: str | os.PathLike[str], mode: str = "all", trials: int = 10, shots: int = 1,
-                market_ir_cams: Sequence[int] = (4, 5, 6)) -> Iterator[Trial]:
+                market_ir_cams: Sequence[int] = (4, 5, 6), pseudo_ir: str = "red",
+                llvip_split: str = "test") -> Iterator[Trial]:
     if data not in DATASETS:
         raise ValueError(f"unknown dataset {data!r}; valid: {', '.join(DATASETS)}")
     if trials < 1:
@@ -81,7 +133,11 @@ def iter_trials(data: str, root: str | os.PathLike[str], mode: str = "all", tria
         return _sysu(root, mode, trials, shots)
     if data == "regdb":
         return _regdb(root, trials)
-    return _market(root, market_ir_cams)
+    if data == "market":
+        return _market(root, trials, market_ir_cams, pseudo_ir)
+    if data == "llvip-pairs":
+        return _llvip(root, llvip_split)
+    return _market_query(root, market_ir_cams, pseudo_ir)
 
 
 def variants_for(flip: bool, rerank: bool) -> list[str]:

@@ -1,0 +1,207 @@
+"""Issue 15's real-photo pieces on trees the tests write: the Market dev split and cross-modal protocol,
+LLVIP pairs, the pseudo-thermal rendering, the market-cpu preset; the real dev copies when present."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from train.config import ConfigError, apply_overrides, get_preset
+from train.data.llvip import HELD_OUT_FROM, read_llvip_pairs
+from train.data.market import dev_split, read_market
+from train.data.records import IR, RGB, DataLayoutError
+from train.data.thermal import render_thermal
+from train.data.transforms import apply_pseudo_ir
+from train.evaluate.protocols import iter_trials
+from train.prepare import prepare_data
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _person(path: Path, pid: int, k: int, size: tuple[int, int] = (16, 32)) -> None:
+    """A grey background with a coloured 'body' in the middle whose colours depend on the identity."""
+    w, h = size
+    rng = np.random.default_rng(pid * 100 + k)
+    a = np.full((h, w, 3), 120, np.float32) + rng.normal(0, 4, (h, w, 3))
+    top, bottom = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    a[h // 8: h // 2, w // 4: 3 * w // 4] = top
+    a[h // 2: 7 * h // 8, w // 4: 3 * w // 4] = bottom
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(path)
+
+
+def make_market_dev(root: Path, ids: int = 20) -> Path:
+    """A training-only Market copy (market1501-dev's layout): every id seen by all six cameras."""
+    for pid in range(1, ids + 1):
+        for cam in range(1, 7):
+            for k in range(2):
+                _person(root / "bounding_box_train" / f"{pid:04d}_c{cam}s1_{k:06d}_01.jpg", pid, cam * 10 + k)
+    return root
+
+
+def make_llvip(root: Path) -> Path:
+    frames = [10001, 10002, HELD_OUT_FROM, HELD_OUT_FROM + 1]
+    for f in frames:
+        for box in range(3):
+            _person(root / "vis" / f"{f:06d}_{box}.jpg", f + box, 0)
+            _person(root / "ir" / f"{f:06d}_{box}.jpg", f + box, 1)
+    return root
+
+
+def test_dev_split_is_disjoint_and_fixed() -> None:
+    train, val, test = dev_split(range(1, 101))
+    assert len(val) == len(test) == 10 and len(train) == 80
+    assert not (train & val or train & test or val & test)
+    assert min(val) == 1 and min(test) == 6  # every 10th from the first / from the sixth
+    assert dev_split(reversed(range(1, 101))) == (train, val, test)
+
+
+def test_prepare_never_trains_on_held_out_market_ids(tmp_path: Path) -> None:
+    root = make_market_dev(tmp_path / "dev")
+    cfg = apply_overrides(get_preset("market-cpu"), {"data.root": str(root)}).validate()
+    data = prepare_data(cfg.data)
+    _, val, test = dev_split(range(1, 21))
+    trained = {r.pid for r in data.train}
+    assert trained == set(range(1, 21)) - val - test
+    assert {r.pid for r in data.val_queries} == val
+    trials = list(iter_trials("market", root, trials=3))
+    assert [t.trial for t in trials] == [0, 1, 2]
+    for t in trials:
+        assert {r.pid for r in t.queries} == test and all(r.modality == IR and r.camid >= 4 for r in t.queries)
+        assert all(r.pseudo_ir == "red" for r in t.queries)
+        # single-shot: one colour image per (id, camera 1-3)
+        assert sorted((r.pid, r.camid) for r in t.gallery) == sorted((p, c) for p in test for c in (1, 2, 3))
+    assert [r.path for r in trials[0].gallery] != [r.path for r in trials[1].gallery] or \
+        [r.path for r in trials[0].gallery] != [r.path for r in trials[2].gallery]  # drawn anew per trial
+    again = next(iter(iter_trials("market", root, trials=1, pseudo_ir="thermal")))
+    assert [r.path for r in again.gallery] == [r.path for r in trials[0].gallery]
+    assert all(r.pseudo_ir == "thermal" for r in again.queries)
+
+
+def test_market_cpu_preset_has_no_default_root() -> None:
+    cfg = get_preset("market-cpu")
+    assert cfg.data.root is None and cfg.model.pretrained == "none"
+    with pytest.raises(ConfigError, match=r"data\.root is required"):
+        cfg.validate()
+    with pytest.raises(ConfigError, match=r"llvip_train needs data\.llvip_root"):
+        apply_overrides(cfg, {"data.root": "x", "data.llvip_train": "true"}).validate()
+
+
+def test_llvip_pairs_split_by_frame(tmp_path: Path) -> None:
+    root = make_llvip(tmp_path / "llvip")
+    test = read_llvip_pairs(root, "test")
+    train = read_llvip_pairs(root, "train")
+    assert len(test) == len(train) == 12 and len(read_llvip_pairs(root, "all")) == 24
+    assert all(int(Path(r.path).name[:6]) >= HELD_OUT_FROM for r in test)
+    assert not {r.pid for r in test} & {r.pid for r in train}
+    for pid in {r.pid for r in test}:  # a pair: one visible and one thermal crop of the same name
+        pair = sorted((r for r in test if r.pid == pid), key=lambda r: r.modality)
+        assert [r.modality for r in pair] == [RGB, IR] and Path(pair[0].path).name == Path(pair[1].path).name
+    t2v, v2t = iter_trials("llvip-pairs", root)
+    assert (t2v.direction, len(t2v.queries), len(t2v.gallery)) == ("t2v", 6, 6)
+    assert v2t.direction == "v2t" and all(r.modality == RGB for r in v2t.queries)
+
+
+def test_llvip_layout_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataLayoutError, match="ir missing"):
+        read_llvip_pairs(tmp_path)
+    root = make_llvip(tmp_path / "llvip")
+    (root / "vis" / "010001_0.jpg").unlink()
+    with pytest.raises(DataLayoutError, match=r"010001_0\.jpg: no visible twin"):
+        read_llvip_pairs(root)
+    with pytest.raises(ValueError, match="unknown LLVIP split"):
+        read_llvip_pairs(root, "val")
+
+
+def test_llvip_training_pairs_join_the_training_ids(tmp_path: Path) -> None:
+    market, llvip = make_market_dev(tmp_path / "dev"), make_llvip(tmp_path / "llvip")
+    cfg = apply_overrides(get_preset("market-cpu"), {"data.root": str(market), "data.llvip_root": str(llvip),
+                                                     "data.llvip_train": "true"}).validate()
+    data = prepare_data(cfg.data)
+    extra = [r for r in data.train if "/llvip/" in r.path]
+    assert len(extra) == 12 and len({r.pid for r in extra}) == 6  # the training frames' pairs only
+    assert min(r.pid for r in extra) > 20 and not any(int(Path(r.path).name[:6]) >= HELD_OUT_FROM for r in extra)
+
+
+def test_thermal_rendering_makes_the_body_bright_and_the_background_dark(tmp_path: Path) -> None:
+    _person(tmp_path / "p.jpg", 3, 0, size=(64, 128))
+    im = Image.open(tmp_path / "p.jpg")
+    out = np.asarray(render_thermal(im), np.float32)
+    assert out.shape == (128, 64, 3) and (out[..., 0] == out[..., 1]).all() and (out[..., 0] == out[..., 2]).all()
+    body, side = out[30:100, 24:40, 0].mean(), out[:, :6, 0].mean()
+    assert body > side + 80, (body, side)
+    assert np.array_equal(np.asarray(apply_pseudo_ir(im, "thermal")), out.astype(np.uint8))  # deterministic
+
+
+def test_onnx_llvip_and_market_protocols_end_to_end(tmp_path: Path) -> None:
+    from tiny_onnx import make_tiny_onnx, make_tiny_spec
+
+    from runtime.model_dir import model_file, write_model_dir_specs
+    from train.evaluate.cli import main
+
+    model = tmp_path / "export"
+    specs = {m: make_tiny_spec(m, height=32, width=16, dim=24) for m in ("rgb", "ir")}
+    for seed, (m, spec) in enumerate(specs.items()):
+        make_tiny_onnx(model_file(model, m), spec, seed=seed)
+    write_model_dir_specs(model, specs)
+    llvip, market = make_llvip(tmp_path / "llvip"), make_market_dev(tmp_path / "dev")
+    out = tmp_path / "llvip.json"
+    assert main(["--onnx", str(model), "--data", "llvip-pairs", "--root", str(llvip), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert [(r["direction"], r["queries"], r["gallery"]) for r in res["rows"]] == [("t2v", 6, 6), ("v2t", 6, 6)]
+    assert res["llvip_split"] == "test" and 0 <= res["rows"][0]["r1"] <= 100
+    out = tmp_path / "market.json"
+    assert main(["--onnx", str(model), "--data", "market", "--root", str(market), "--trials", "2",
+                 "--pseudo-ir", "thermal", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert [r["trial"] for r in res["rows"]] == [0, 1] and res["pseudo_ir"] == "thermal"
+    assert res["rows"][0]["queries"] == 2 * 3 * 2 and res["rows"][0]["gallery"] == 2 * 3  # 2 held-out ids
+
+
+@pytest.mark.skipif(not (SHARED / "llvip-dev").is_dir(), reason="../shared/data/llvip-dev not present")
+def test_real_llvip_dev_split() -> None:
+    test = read_llvip_pairs(SHARED / "llvip-dev", "test")
+    train = read_llvip_pairs(SHARED / "llvip-dev", "train")
+    assert len(test) // 2 == 73 and len(train) // 2 == 149
+
+
+@pytest.mark.skipif(not (SHARED / "market1501-dev").is_dir(), reason="../shared/data/market1501-dev not present")
+def test_real_market_dev_held_out_ids() -> None:
+    pids = {r.pid for r in read_market(SHARED / "market1501-dev", "train")}
+    train, val, test = dev_split(pids)
+    assert (len(train), len(val), len(test)) == (400, 50, 50)
+
+
+def test_fit_market_cpu_ends_with_the_real_photo_tests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from train.fit import main
+
+    market, llvip = make_market_dev(tmp_path / "dev"), make_llvip(tmp_path / "llvip")
+    rc = main(["--preset", "market-cpu", "--root", str(market), "--out-dir", str(tmp_path / "runs"), "--name", "t",
+               "--max-steps", "1", "--quiet", "--set", "data.height=32", "--set", "data.width=16",
+               "--set", "data.p=4", "--set", "data.k=2", "--set", "model.embed_dim=16",
+               "--set", "data.pseudo_ir=thermal", "--set", f"data.llvip_root={llvip}", "--set", "data.llvip_train=true"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "Market held-out ids, thermal -> colour" in out and "Market held-out ids, red -> colour" in out
+    assert "LLVIP held-out frames (same scene) t2v" in out and "(10 trials)" in out
+    run = tmp_path / "runs" / "t"
+    assert {p.name for p in run.glob("test-*.json")} == {"test-market-thermal.json", "test-market-red.json",
+                                                          "test-llvip.json"}
+    assert json.loads((run / "test-market-red.json").read_text())["rows"][0]["queries"] == 2 * 3 * 2
+
+
+def test_two_renderings_give_each_pseudo_ir_image_twice(tmp_path: Path) -> None:
+    root = make_market_dev(tmp_path / "dev")
+    base = {"data.root": str(root)}
+    one = prepare_data(apply_overrides(get_preset("market-cpu"), base).validate().data)
+    two = prepare_data(apply_overrides(get_preset("market-cpu"), base | {"data.pseudo_ir": "red+thermal"}).validate().data)
+    ir_one = [r for r in one.train if r.modality == IR]
+    assert len(two.train) == len(one.train) + len(ir_one)
+    assert sorted(r.pseudo_ir for r in two.train if r.path == ir_one[0].path) == ["red", "thermal"]
+    assert {r.pseudo_ir for r in two.val_queries} == {"red"} and len(two.val_queries) == len(one.val_queries)
+    with pytest.raises(ConfigError, match="pseudo_ir='infrared' is invalid"):
+        apply_overrides(get_preset("market-cpu"), base | {"data.pseudo_ir": "red+infrared"}).validate()
