@@ -158,7 +158,9 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
     try:
         with open_regular(path) as f:
-            model = onnx.load(f, load_external_data=False)
+            # from bytes: onnx.load(f) takes os.path.abspath(f.name), and a file opened from a
+            # descriptor (open_regular) has an int name (TypeError); external data is not needed
+            model = onnx.load_model_from_string(f.read())
     except FileNotFoundError:
         raise SpecError(f"{path}: not found; pass an exported .onnx file") from None
     except DecodeError as e:  # not an ONNX file (issue 17 item 9)
