@@ -234,3 +234,41 @@ def test_tensorrt_provider_flags_follow_the_graph(tmp_path: Path) -> None:
     fp32 = _provider_options("TensorrtExecutionProvider", tmp_path, "fp32")
     assert not fp32["trt_int8_enable"] and not fp32["trt_fp16_enable"]
     assert _provider_options("CUDAExecutionProvider", tmp_path, "int8") == {}
+
+
+class _FakeTrtRunner:
+    max_batch, static_batch = 8, None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return np.ones((batch.shape[0], D), np.float32)
+
+
+def test_auto_opens_the_fastest_engine_built_here(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16 defect 1: int8 > fp16 > fp32 among the engines built for this device; one built for
+    another setup is skipped. TensorRT is absent here: the engine opener is replaced, the choice is real."""
+    from runtime.backends import trt as trt_backend
+    from runtime.engine import EngineMismatchError, engine_path
+
+    for prec in ("fp16", "int8"):
+        engine_path(model_dir, "ir", prec).parent.mkdir(exist_ok=True)
+        engine_path(model_dir, "ir", prec).write_bytes(b"plan")
+    opened: list[str] = []
+    refuse = {"int8"}
+
+    def fake_open(model, is_dir, modality, precision, folder):  # type: ignore[no-untyped-def]
+        opened.append(precision)
+        if precision in refuse:
+            raise EngineMismatchError(f"{precision}: built for another setup (GPU X (engine) != Orin (here))")
+        return _FakeTrtRunner(), make_tiny_spec("ir", H, W, D).replace(precision=precision)
+
+    monkeypatch.setattr(trt_backend, "trt_unavailable_reason", lambda: None)
+    monkeypatch.setattr(trt_backend, "open_trt_encoder_runner", fake_open)
+    e = open_encoder(model_dir, "ir", verbose=False)
+    assert (e.backend, e.spec.precision, opened) == ("tensorrt", "fp16", ["int8", "fp16"])
+    refuse.clear()
+    opened.clear()
+    assert open_encoder(model_dir, "ir", verbose=False).spec.precision == "int8" and opened == ["int8"]
+    # an explicit precision opens only that engine; without one built, ONNX Runtime runs that graph
+    opened.clear()
+    assert open_encoder(model_dir, "ir", precision="fp32", verbose=False).backend == "onnxruntime-cpu"
+    assert opened == []
