@@ -117,7 +117,7 @@ def ort_rows(model_dir: Path, args: argparse.Namespace, batches: list[int], dead
     backends = ["onnxruntime-cpu"] + (["onnxruntime-cuda"] if "CUDAExecutionProvider" in available_providers() else [])
     cpu_enc = None
     for backend in backends:
-        enc = open_encoder(model_dir, args.modality, backend=backend, threads=args.threads)
+        enc = open_encoder(model_dir, args.modality, "fp32", backend=backend, threads=args.threads)  # same graph on both
         cpu_enc = cpu_enc or enc
         h, w = enc.spec.input_height, enc.spec.input_width
         for b in batches:

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from runtime.choices import MODALITIES
 from runtime.fileio import file_sha256
 from runtime.model_dir import runs_root
 from runtime.spec import ModelSpec
@@ -74,7 +75,7 @@ def load_source(path: str | os.PathLike[str]) -> Source:
     raw = ckpt.get("spec") or {}
     sha = file_sha256(p)
     specs = {}
-    for m in ("rgb", "ir"):
+    for m in MODALITIES:
         if m not in raw:
             raise ValueError(f"{p}: the checkpoint has no {m!r} spec; re-save it with python -m train.fit")
         specs[m] = ModelSpec.from_dict(raw[m]).replace(checkpoint_sha256=sha, embedding_dim=model.embedding_dim,

@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .choices import SEARCH_BACKENDS
 from .topk import topk_from_distances
 
 if TYPE_CHECKING:
     from .search_int8 import Int8Searcher
 
-__all__ = ["BACKENDS", "clear_int8_cache", "int8_searcher", "topk", "topk_from_distances"]
+__all__ = ["SEARCH_BACKENDS", "clear_int8_cache", "int8_searcher", "topk", "topk_from_distances"]
 
-BACKENDS = ("auto", "numpy", "faiss", "int8")
 _int8_cache: list[Int8Searcher] = []  # at most one: it holds an int8 copy of a gallery
 
 
@@ -66,8 +66,8 @@ def _faiss_topk(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.nd
 def topk(queries: np.ndarray, gallery: np.ndarray, k: int, backend: str = "auto",
          chunk_rows: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k. queries (Q, D) and gallery (N, D) L2-normalised -> (indices, distances), each (Q, k')."""
-    if backend not in BACKENDS:
-        raise ValueError(f"search backend {backend!r} is invalid; valid values: {', '.join(BACKENDS)}")
+    if backend not in SEARCH_BACKENDS:
+        raise ValueError(f"search backend {backend!r} is invalid; valid values: {', '.join(SEARCH_BACKENDS)}")
     q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
     if q.shape[1] != gallery.shape[1]:
         raise ValueError(f"probe embeddings have dim {q.shape[1]} but the gallery has {gallery.shape[1]}; "

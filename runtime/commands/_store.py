@@ -147,7 +147,8 @@ def run_match(args: argparse.Namespace) -> int:
     _show(args, ranked, say)
     enc = encoders.get(g_mod)
     if args.json:
-        out = {"model": str(encoders.model), "backend": enc.backend, "store": args.store,
+        out = {"model": str(encoders.model), "backend": enc.backend, "precision": enc.spec.precision,
+               "store": args.store,
                "collection": info.get("collection"), "gallery": args.gallery, "gallery_modality": g_mod,
                "rerank": False, "top_k": args.top_k, "threshold": args.threshold,
                "filters": {"camera": args.camera, "device": args.device, "since": filters.since,
@@ -155,7 +156,7 @@ def run_match(args: argparse.Namespace) -> int:
                "probes": ranked, "skipped": [{"path": p, "reason": r} for p, r in skipped]}
         print(json.dumps(out, indent=2))
     else:
-        _print_table(ranked, args.store)
+        _print_table(ranked, args.store, enc)
         print(f"{len(ranked)} probe(s) vs {info['count']} gallery entries in {args.store} ({enc.backend}) in "
               f"{time.perf_counter() - t0:.2f}s", file=sys.stderr if args.quiet else sys.stdout)
     return 0

@@ -2,7 +2,7 @@
 
 JSON output (``--json``), one object on stdout::
 
-    {"model": str, "backend": str, "gallery": str, "index": str, "gallery_modality": "rgb"|"ir",
+    {"model": str, "backend": str, "precision": "fp32"|"fp16"|"int8", "gallery": str, "index": str, "gallery_modality": "rgb"|"ir",
      "rerank": bool, "top_k": int, "threshold": float|null,
      "index_stats": {"images", "added", "updated", "removed", "kept", "resumed", "skipped", "embedded", ...},
      "probes": [{"probe": path, "modality": "ir"|"rgb",
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..rank import BACKENDS
+from ..choices import MODALITY_CHOICES, SEARCH_BACKENDS
 from ._common import add_index_arguments, add_model_arguments
 
 HELP = "rank gallery crops for one or more probe crops (IR probe vs colour gallery by default)"
@@ -41,13 +41,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--show", metavar="PNG", help="write a rank-list picture (green: same id, red: different)")
-    p.add_argument("--probe-modality", choices=["ir", "rgb", "auto"], default="ir",
+    p.add_argument("--probe-modality", choices=MODALITY_CHOICES, default="ir",
                    help="encoder for the probes (auto: ir when a probe's three channels are equal)")
-    p.add_argument("--gallery-modality", choices=["rgb", "ir", "auto"], default="rgb")
+    p.add_argument("--gallery-modality", choices=MODALITY_CHOICES, default="rgb")
     p.add_argument("--threshold", type=float, default=None, metavar="D",
                    help="drop results whose distance (1 - cosine) is above D")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (Zhong et al. 2017)")
-    p.add_argument("--search", choices=BACKENDS, default="auto",
+    p.add_argument("--search", choices=SEARCH_BACKENDS, default="auto",
                    help="exact search backend (faiss needs faiss-cpu; int8 = ONNX Runtime int8 pass + exact "
                         "re-rank: faster per query but slow to build, so it pays off for "
                         "many probes; auto = numpy, as one run builds nothing it could reuse)")
@@ -160,9 +160,10 @@ def _rank(args: argparse.Namespace, idx: Any, probes: list[tuple[Path, str, np.n
     return out
 
 
-def _print_table(ranked: list[dict[str, Any]], gallery: str) -> None:
+def _print_table(ranked: list[dict[str, Any]], gallery: str, enc: Any) -> None:
     from ..errors import one_line
 
+    print(f"model {one_line(enc.spec.name)} on {enc.backend}, {enc.spec.precision}")
     for p in ranked:
         print(f"probe {one_line(p['probe'])} ({p['modality']}) vs {one_line(gallery)}")
         if not p["results"]:
@@ -184,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
         model_path,
         positive,
         report_skipped,
+        run_facts,
         say,
         skip_line,
     )
@@ -228,14 +230,14 @@ def run(args: argparse.Namespace) -> int:
         note(f"rank list written to {args.show}")
     enc = encoders.get(g_mod)
     if args.json:
-        out = {"model": str(encoders.model), "backend": enc.backend, "gallery": str(args.gallery),
+        out = {"model": str(encoders.model), **run_facts(enc), "gallery": str(args.gallery),
                "index": str(idx.path), "gallery_modality": g_mod, "rerank": args.rerank, "top_k": args.top_k,
                "threshold": args.threshold,
                "index_stats": {k: v for k, v in stats.to_dict().items() if k != "skipped_files"},
                "probes": ranked, "skipped": [{"path": p, "reason": r} for p, r in skipped]}
         print(json.dumps(out, indent=2, allow_nan=False))
     else:
-        _print_table(ranked, args.gallery)
-        print(f"{len(ranked)} probe(s) vs {idx.count} gallery crops ({enc.backend}) in "
+        _print_table(ranked, args.gallery, enc)
+        print(f"{len(ranked)} probe(s) vs {idx.count} gallery crops ({enc.backend}, {enc.spec.precision}) in "
               f"{time.perf_counter() - t0:.2f}s", file=sys.stderr if args.quiet else sys.stdout)
     return 0

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..rank import BACKENDS
+from ..choices import MODALITIES, SEARCH_BACKENDS
 from ._common import add_model_arguments
 
 HELP = "serve embeddings and gallery search over HTTP (and an operator page) from one loaded process"
@@ -25,7 +25,7 @@ TOKEN_ENV = "IRREID_SERVE_TOKEN"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gallery", required=True, help="gallery folder (its index is refreshed at start)")
-    p.add_argument("--gallery-modality", choices=["rgb", "ir"], default="rgb")
+    p.add_argument("--gallery-modality", choices=MODALITIES, default="rgb")
     p.add_argument("--index", help="index file (default: <gallery>/.irreid/index.irx)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; any other needs --token)")
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how long the first image of a batch waits for others")
     p.add_argument("--max-connections", type=int, default=256,
                    help="concurrent connections before new ones get 503")
-    p.add_argument("--search", choices=BACKENDS, default="auto",
+    p.add_argument("--search", choices=SEARCH_BACKENDS, default="auto",
                    help="exact search backend (int8: the int8 searcher kept in memory, rebuilt after writes)")
     p.add_argument("--no-refresh", action="store_true", help="serve the index as it is, without scanning the folder")
     p.add_argument("--quiet", action="store_true", help="no access log")
@@ -74,7 +74,7 @@ def build_service(args: argparse.Namespace) -> Any:
 
     model = model_path(args)
     encoders = {m: open_encoder(model, modality=m, precision=args.precision, backend=args.backend,
-                                threads=args.threads, verbose=not args.quiet) for m in ("ir", "rgb")}
+                                threads=args.threads, verbose=not args.quiet) for m in MODALITIES}
     g_enc = encoders[args.gallery_modality]
     gallery = open_gallery(args.gallery, g_enc, store=open_store(args, g_enc.spec), refresh=not args.no_refresh,
                            quiet=args.quiet)

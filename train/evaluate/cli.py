@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.choices import INFERENCE_BACKEND_CHOICES, PRECISIONS
 from runtime.spec import atomic_write_text
 
 from .protocols import (
@@ -49,8 +50,6 @@ DATA_NAMES = {"sysu": "SYSU-MM01", "regdb": "RegDB", "market": "Market-1501 held
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    from runtime.encoder import BACKEND_CHOICES
-
     from ..data.llvip import LLVIP_SPLITS
     from ..data.records import PSEUDO_IR_KINDS
 
@@ -60,8 +59,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a checkpoint written by python -m train.fit")
     src.add_argument("--onnx", metavar="DIR", help="an exported model folder (python -m export.onnx)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"), help="with --onnx")
-    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="with --onnx (default auto)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="with --onnx (default fp32)")
+    p.add_argument("--backend", default="auto", choices=INFERENCE_BACKEND_CHOICES, help="with --onnx (default auto)")
     p.add_argument("--device", default="cpu", help="with --checkpoint: torch device (default cpu)")
     p.add_argument("--data", default="synthetic", choices=DATASETS)
     p.add_argument("--root", help="dataset folder (synthetic: default = the demo's cached dataset)")

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from runtime.choices import MODALITIES
 from runtime.preprocess import decode_image, preprocess_image, to_rgb
 from runtime.spec import ModelSpec
 
@@ -29,7 +30,7 @@ from ..data.records import Record
 
 __all__ = ["Embedder", "FeatureCache", "OnnxEmbedder", "TorchEmbedder", "load_record_batch", "open_embedder"]
 
-MODALITY_NAMES = ("rgb", "ir")
+MODALITY_NAMES = MODALITIES  # position = the modality label the data readers use (0 rgb, 1 ir)
 
 
 class Embedder(Protocol):

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.choices import MODALITIES
+
 from .drawing import activation_png, correlation_png, stripes_png
 
 __all__ = ["get_args_parser", "layer_correlations", "main", "stripe_points"]
@@ -41,7 +43,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("activations", allow_abbrev=False, help="Fig. 4: activation maps per stripe")
     a.add_argument("--checkpoint", required=True)
     a.add_argument("--images", nargs="+", help="image files (default: test images of --root)")
-    a.add_argument("--modality", default="ir", choices=("rgb", "ir"), help="branch for --images (default ir)")
+    a.add_argument("--modality", default="ir", choices=MODALITIES, help="branch for --images (default ir)")
     a.add_argument("--count", type=int, default=4, help="people drawn from --root (IR + colour each)")
     c = sub.add_parser("correlation", allow_abbrev=False, help="Fig. 3: per-layer IR-colour correlation of same-id features")
     c.add_argument("--checkpoint", nargs="+", required=True)
