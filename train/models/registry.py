@@ -61,8 +61,9 @@ def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]
 
 
 def _ensure_registered() -> None:
+    # The built-in ResNets register when train.models is imported (its __init__ imports .backbone
+    # before anything can reach this module), so only the users' plugin files are loaded here.
     from ..plugins import load_env_plugins
-    from . import backbone  # noqa: F401  # the built-in ResNets register on import
 
     load_env_plugins()
 
