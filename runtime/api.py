@@ -16,18 +16,17 @@ docs/api.md has the user guide; every example there is run by the tests.
 
 from __future__ import annotations
 
-import io
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from .preprocess import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, preprocess_image
+from .images import ImageInput, decode_bytes, to_pil
+from .preprocess import ImageDecodeError, preprocess_image
 from .spec import ModelSpec
 from .store.base import Entry, Filters, GalleryStore, Hit
 from .store.folder import Gallery, open_gallery
@@ -47,73 +46,6 @@ __all__ = [
     "open_encoder",
     "open_gallery",
 ]
-
-#: what ``embed`` accepts per image: a file path, encoded bytes, a PIL image, or an HWC/HW uint8 array
-ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
-CHANNEL_ORDERS = ("rgb", "bgr")
-
-
-def decode_bytes(data: bytes, name: str = "upload", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode an encoded image held in memory with ``decode_image``'s guards (EXIF orientation,
-    decompression bombs, truncation); errors are one line naming ``name``."""
-    # Issue 17 moves an in-memory decoder into runtime/preprocess.py; until then this mirrors decode_image.
-    if not data:
-        raise ImageDecodeError(f"{name}: empty image (0 bytes); send the image file's bytes")
-    old_limit = Image.MAX_IMAGE_PIXELS
-    try:
-        Image.MAX_IMAGE_PIXELS = max_pixels
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                out = ImageOps.exif_transpose(im)
-                if out is im:
-                    out = im.copy()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageDecodeError(f"{name}: refused as a decompression bomb (more than {max_pixels:,} pixels); "
-                               "crop or downscale it") from None
-    except UnidentifiedImageError:
-        raise ImageDecodeError(f"{name}: not an image PIL can read; send a JPEG/PNG/BMP/TIFF/WebP crop") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ImageDecodeError(f"{name}: cannot decode ({reason}); send the complete image file") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old_limit
-    return out
-
-
-def _array_to_pil(a: np.ndarray, channel_order: str, name: str) -> Image.Image:
-    if a.dtype != np.uint8:
-        raise ValueError(f"{name}: array dtype {a.dtype}, expected uint8 pixels (0-255); convert with "
-                         "np.clip(x, 0, 255).astype(np.uint8)")
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim == 2:
-        return Image.fromarray(np.ascontiguousarray(a), mode="L")
-    if a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise ValueError(f"{name}: array shape {a.shape}, expected (H, W), (H, W, 3) or (H, W, 4)")
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"{name}: empty image {a.shape}")
-    if channel_order == "bgr":  # OpenCV frames: BGR(A) -> RGB(A)
-        a = a[:, :, [2, 1, 0, 3][:a.shape[2]]]
-    return Image.fromarray(np.ascontiguousarray(a), mode="RGB" if a.shape[2] == 3 else "RGBA")
-
-
-def to_pil(image: ImageInput, channel_order: str = "rgb", name: str = "image") -> Image.Image:
-    """One image input -> a PIL image, decoded exactly as ``runtime.preprocess`` decodes files."""
-    if channel_order not in CHANNEL_ORDERS:
-        raise ValueError(f"channel_order {channel_order!r} is invalid; valid values: rgb, bgr")
-    if isinstance(image, (str, os.PathLike)):
-        return decode_image(image)
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return decode_bytes(bytes(image), name)
-    if isinstance(image, Image.Image):
-        return image
-    if isinstance(image, np.ndarray):
-        return _array_to_pil(image, channel_order, name)
-    raise TypeError(f"{name}: {type(image).__name__} is not an image; pass a path, encoded bytes, a PIL image "
-                    "or an HWC uint8 numpy array")
-
 
 @dataclass
 class ImageEncoder:
@@ -142,7 +74,8 @@ class ImageEncoder:
         out = np.empty((len(images), *s.input_shape), np.float32)
         for i, im in enumerate(images):
             label = str(im) if isinstance(im, (str, os.PathLike)) else f"images[{i}]"
-            out[i] = preprocess_image(to_pil(im, channel_order, label), s.input_height, s.input_width,
+            pil = to_pil(im, channel_order, label, target=(s.input_height, s.input_width))
+            out[i] = preprocess_image(pil, s.input_height, s.input_width,
                                       s.channel_order)
         return out
 

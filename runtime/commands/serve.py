@@ -84,7 +84,7 @@ def build_service(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from ..errors import UserError
     from ._common import positive
 
     positive(args.max_batch, "--max-batch")

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..api import ImageEncoder, decode_bytes
+from ..api import ImageEncoder
+from ..images import decode_bytes
 from ..preprocess import preprocess_image
 from ..store.base import Entry, Filters
 from ..store.folder import Gallery
@@ -140,7 +141,7 @@ class Service:
     def pixels(self, data: bytes, modality: str) -> np.ndarray:
         """(3, H, W) raw pixels of one uploaded image (ImageDecodeError when it cannot be used)."""
         spec = self.encoder(modality).spec
-        im = decode_bytes(data, "upload", self.limits.max_pixels)
+        im = decode_bytes(data, "upload", self.limits.max_pixels, target=(spec.input_height, spec.input_width))
         return preprocess_image(im, spec.input_height, spec.input_width, spec.channel_order)
 
     def embed(self, pixels: np.ndarray, modality: str) -> Future[np.ndarray]:

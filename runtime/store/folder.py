@@ -142,7 +142,7 @@ def _encoded(image: Any, channel_order: str) -> tuple[bytes, str]:
     hash is the entry id), anything else is saved as PNG. Undecodable input raises before any write."""
     from PIL import Image
 
-    from ..api import decode_bytes, to_pil
+    from ..images import decode_bytes, to_pil
     from ..preprocess import IMAGE_SUFFIXES
 
     if isinstance(image, (bytes, bytearray, memoryview)):

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..fileio import atomic_write_text, read_json
 from ..index import (
     GalleryIndex,
     IndexEntry,
@@ -38,7 +39,7 @@ from ..index import (
     write_index,
 )
 from ..rank import BACKENDS, topk
-from ..spec import ModelSpec, atomic_write_text, read_json
+from ..spec import ModelSpec
 from .base import Entry, Filters, Hit
 
 __all__ = ["LocalStore", "meta_path"]
