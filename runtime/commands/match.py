@@ -194,10 +194,10 @@ def run(args: argparse.Namespace) -> int:
     positive(args.batch, "--batch")
     finite(args.threshold, "--threshold")
     finite(args.checkpoint_every, "--checkpoint-every", low=float("-inf"))
-    from ._store import check_local_match_args, run_match
+    from ._store import check_local_match_args
 
     if args.store:
-        return run_match(args)
+        return _run_store(args)
     check_local_match_args(args)
     t0 = time.perf_counter()
     quiet_notes = args.quiet
@@ -239,5 +239,66 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_table(ranked, args.gallery, enc)
         print(f"{len(ranked)} probe(s) vs {idx.count} gallery crops ({enc.backend}, {enc.spec.precision}) in "
+              f"{time.perf_counter() - t0:.2f}s", file=sys.stderr if args.quiet else sys.stdout)
+    return 0
+
+
+def _run_store(args: argparse.Namespace) -> int:
+    """`match --store URI`: search the store's gallery (docs/fleet.md)."""
+    from ..errors import UserError
+    from ..store.uri import open_store
+    from ._common import Encoders, gallery_modality, model_path, say
+    from ._store import show_store, store_filters, store_results
+
+    if args.rerank:
+        raise UserError("--rerank needs the whole gallery in memory; it works with the local index, not --store")
+    if args.index:
+        raise UserError("--store replaces the local index file: drop --index")
+    t0 = time.perf_counter()
+    filters = store_filters(args)
+    probes, skipped = expand_probes(args.probe, args.follow_links)
+    for _, reason in skipped:
+        say(reason, args.quiet)
+    if args.gallery_modality == "auto":
+        if not args.gallery:
+            raise UserError("--gallery-modality auto looks at the gallery's files; with --store and no "
+                            "--gallery pass --gallery-modality rgb or ir")
+        from ..gallery import scan_gallery
+
+        files = [f.path for f in scan_gallery(args.gallery, args.follow_links).files]
+        g_mod = gallery_modality("auto", files)
+    else:
+        g_mod = args.gallery_modality
+    encoders = Encoders(model_path(args), args, verbose=not args.quiet)
+    store = open_store(args.store, encoders.get(g_mod).spec)
+    try:
+        n_before = len(skipped)
+        embedded = _embed_probes(probes, args.probe_modality, encoders, skipped)
+        for _, reason in skipped[n_before:]:
+            say(reason, args.quiet)
+        if not embedded:
+            raise UserError(f"no usable probe among {' '.join(args.probe)} (see the lines above); pass image files")
+        import numpy as np
+
+        hits = store.search(np.stack([e for _, _, e in embedded]), args.top_k, filters)
+        info = store.info() if hasattr(store, "info") else {"count": len(store)}
+    finally:
+        store.close()
+    ranked = [{"probe": str(path), "modality": mod, "results": store_results(h, args.threshold)}
+              for (path, mod, _), h in zip(embedded, hits)]
+    show_store(args, ranked, say)
+    enc = encoders.get(g_mod)
+    if args.json:
+        out = {"model": str(encoders.model), "backend": enc.backend, "precision": enc.spec.precision,
+               "store": args.store,
+               "collection": info.get("collection"), "gallery": args.gallery, "gallery_modality": g_mod,
+               "rerank": False, "top_k": args.top_k, "threshold": args.threshold,
+               "filters": {"camera": args.camera, "device": args.device, "since": filters.since,
+                           "until": filters.until},
+               "probes": ranked, "skipped": [{"path": p, "reason": r} for p, r in skipped]}
+        print(json.dumps(out, indent=2, allow_nan=False))
+    else:
+        _print_table(ranked, args.store, enc)
+        print(f"{len(ranked)} probe(s) vs {info['count']} gallery entries in {args.store} ({enc.backend}) in "
               f"{time.perf_counter() - t0:.2f}s", file=sys.stderr if args.quiet else sys.stdout)
     return 0
