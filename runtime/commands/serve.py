@@ -27,6 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gallery", required=True, help="gallery folder (its index is refreshed at start)")
     p.add_argument("--gallery-modality", choices=MODALITIES, default="rgb")
     p.add_argument("--index", help="index file (default: <gallery>/.irreid/index.irx)")
+    p.add_argument("--store", metavar="URI",
+                   help="serve a gallery kept in a vector database instead of the folder's index file: "
+                        "milvus-lite:PATH.db or milvus://HOST:19530[/NAME] (docs/fleet.md; fill it with "
+                        "`irreid-edge index --store`); --gallery still holds the images behind thumbnails "
+                        "and uploads")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; any other needs --token)")
     p.add_argument("--port", type=int, default=8000)
@@ -58,9 +63,21 @@ def _is_loopback(host: str) -> bool:
 
 def open_store(args: argparse.Namespace, spec: Any) -> Any:
     """The store serve searches and writes: the one place it is opened (the gallery folder's index
-    file by default; a vector database store plugs in here)."""
+    file by default; ``--store URI``: a Milvus collection of this model, created if it has none)."""
+    from ..errors import UserError
     from ..index import default_index_path
     from ..store.local import LocalStore
+
+    if args.store:
+        from ..store.uri import StoreError
+        from ..store.uri import open_store as open_uri_store
+
+        if args.index:
+            raise UserError("--store replaces the local index file: drop --index")
+        try:
+            return open_uri_store(args.store, spec, create=True)
+        except StoreError as e:
+            raise UserError(str(e)) from None
 
     index = Path(args.index) if args.index else default_index_path(args.gallery)
     return LocalStore(index, spec, gallery_root=args.gallery, search=args.search, threads=args.threads)
