@@ -150,7 +150,14 @@ class MilvusStore:
                 # a reopened collection is "released"; loading a loaded one is a no-op
                 client.load_collection(collection)
             elif create:
-                index = _create(pm, client, uri, spec, collection)
+                try:
+                    index = _create(pm, client, uri, spec, collection)
+                except StoreError:
+                    # another device created it between has_collection and create: use theirs
+                    if not client.has_collection(collection):
+                        raise
+                    index = _check_existing(client, uri, spec, collection)
+                    client.load_collection(collection)
             else:
                 raise StoreError(_missing_message(client, uri, spec))
         except BaseException:
