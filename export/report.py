@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runtime.spec import atomic_write_text
+from runtime.fileio import atomic_write_text
 
 __all__ = ["render_markdown", "write_report"]
 

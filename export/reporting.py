@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runtime.spec import file_sha256
+from runtime.fileio import file_sha256
 
 from .pipeline import ExportConfig, Exported
 from .quantize import RECIPES

@@ -9,8 +9,9 @@ from typing import Any
 
 import torch
 
+from runtime.fileio import file_sha256
 from runtime.model_dir import runs_root
-from runtime.spec import ModelSpec, file_sha256
+from runtime.spec import ModelSpec
 from train.checkpoint import load_checkpoint
 from train.models import DATNet, create_model
 

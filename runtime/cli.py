@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .errors import UserError, one_line
+
+__all__ = ["COMMANDS", "UserError", "build_parser", "main"]
 
 #: subcommand -> module under runtime.commands, in the order --help lists them
 COMMANDS = ("build", "index", "match", "embed", "bench", "spec")
-
-
-class UserError(Exception):
-    """An error the user can fix; printed as one line without a traceback, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,22 +38,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_gone() -> int:
+    """The reader of our stdout left (``| head -1``): exit quietly as other Unix tools do (they die
+    of SIGPIPE). stdout is pointed at /dev/null so the interpreter's final flush cannot fail again
+    (the Python docs' recipe, "Note on SIGPIPE" in the signal module)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args._run(args))
+        code = int(args._run(args))
+        sys.stdout.flush()  # inside the try: a reader that left is noticed here, not at exit
+        return code
     except KeyboardInterrupt:
         print("irreid-edge: interrupted; files already written are intact", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _stdout_gone()
     except (UserError, ValueError, OSError) as e:
-        # Library errors (SpecError, ImageDecodeError, ...) are ValueErrors with one-line messages.
-        print(f"irreid-edge {args.command}: error: {e}", file=sys.stderr)
+        # Library errors (SpecError, ImageDecodeError, IndexFileError, ...) are ValueErrors with
+        # one-line messages that name the file and the fix.
+        print(f"irreid-edge {args.command}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
+    except Exception as e:  # a bug, or a library error we do not know yet: still one line (issue 17 item 9)
+        if os.environ.get("IRREID_DEBUG"):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"irreid-edge {args.command}: error: unexpected {type(e).__name__}: {one_line(first)}; please report "
+              "it with the command line (IRREID_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":
-    # Through the package, not this __main__ copy: commands raise runtime.cli.UserError.
+    # Through the package, not this __main__ copy (one runtime.cli module, one set of commands).
     from runtime.cli import main as _main
 
     raise SystemExit(_main())

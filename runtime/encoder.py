@@ -20,9 +20,10 @@ from typing import Protocol
 import numpy as np
 
 from .backends import Runner
+from .fileio import file_sha256, open_regular
 from .model_dir import model_file, read_model_dir_specs
 from .preprocess import normalize
-from .spec import ModelSpec, SpecError, file_sha256, read_spec_json, spec_from_onnx_metadata
+from .spec import ModelSpec, SpecError, check_spec_agreement, read_spec_json, spec_from_onnx_metadata
 
 __all__ = [
     "BACKENDS",
@@ -113,6 +114,8 @@ def resolve_onnx(model_dir: str | os.PathLike[str], modality: str, precision: st
     wanted = model_file(model_dir, modality, precision, target)
     for prec, tgt in _fallbacks(precision, target) if fallback else [(precision, target)]:
         path = model_file(model_dir, modality, prec, tgt)
+        if path.exists() and not path.is_file():  # a FIFO or a folder: say so, do not call it missing
+            open_regular(path).close()  # raises NotRegularFileError naming what it is
         if path.is_file():
             if path != wanted and verbose:
                 print(f"irreid-edge: {wanted.name} not found in {model_dir}; using {path.name} ({prec}); "
@@ -122,26 +125,25 @@ def resolve_onnx(model_dir: str | os.PathLike[str], modality: str, precision: st
                     f"{'' if precision == 'fp32' else ' --' + precision}`")
 
 
-def check_spec_agreement(folder: ModelSpec, embedded: ModelSpec, source: str) -> None:
-    """Refuse an ONNX whose embedded spec describes another encoder than the folder's spec.json."""
-    keys = ("modality", "input_height", "input_width", "embedding_dim")
-    diff = [f"{k} {getattr(embedded, k)} != {getattr(folder, k)}" for k in keys
-            if getattr(embedded, k) != getattr(folder, k)]
-    if diff:
-        raise SpecError(f"{source}: its embedded spec disagrees with spec.json ({'; '.join(diff)}); the folder "
-                        f"mixes files from different exports: re-export it with `python -m export.onnx`")
-
-
 def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """An ONNX file's metadata_props, with the onnx package when present, else through ONNX Runtime."""
     try:
         import onnx
     except ImportError:
-        import onnxruntime as ort
+        from .backends.ort import load_session
 
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return dict(sess.get_modelmeta().custom_metadata_map)
-    model = onnx.load(str(path), load_external_data=False)
+        return dict(load_session(Path(path)).get_modelmeta().custom_metadata_map)
+    from google.protobuf.message import DecodeError
+
+    from .fileio import open_regular
+
+    try:
+        with open_regular(path) as f:
+            model = onnx.load(f, load_external_data=False)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: not found; pass an exported .onnx file") from None
+    except DecodeError as e:  # not an ONNX file (issue 17 item 9)
+        raise SpecError(f"{path}: not an ONNX model ({e}); re-export it or pass a valid .onnx") from None
     return {p.key: p.value for p in model.metadata_props}
 
 

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .spec import ModelSpec, SpecError, atomic_write_bytes, atomic_write_text, file_sha256, read_json
+from .fileio import atomic_write_bytes, atomic_write_text, file_sha256, read_json
+from .spec import ModelSpec, SpecError
 
 __all__ = [
     "ENGINE_FORMAT_VERSION",
@@ -167,7 +168,7 @@ def read_sidecar(engine: str | os.PathLike[str], verify_engine: bool = True) -> 
     if not engine.is_file():
         raise SpecError(f"{engine}: engine not found; build it with `irreid-edge build`")
     payload = read_json(side, missing=f"missing, so {engine.name} cannot be checked; rebuild it with `irreid-edge build`",
-                        malformed="rebuild the engine with `irreid-edge build`")
+                        malformed="rebuild the engine with `irreid-edge build`", error=SpecError)
     if payload.get("format_version") != ENGINE_FORMAT_VERSION:
         raise SpecError(f"{side}: format_version {payload.get('format_version')!r} is not {ENGINE_FORMAT_VERSION}; "
                         f"rebuild the engine with this irreid-edge")

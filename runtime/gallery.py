@@ -66,13 +66,15 @@ def _classify_link(full: str, root_real: str, follow_links: bool) -> str | None:
     return None
 
 
-def scan_gallery(root: str | os.PathLike[str], follow_links: bool = False) -> ScanResult:
-    """List the image files under ``root`` (see the module docstring for the rules)."""
+def scan_gallery(root: str | os.PathLike[str], follow_links: bool = False, option: str = "--gallery") -> ScanResult:
+    """List the image files under ``root`` (see the module docstring for the rules). ``option``: the
+    command-line option that named ``root``, for the messages (``embed --images``: issue 17 item 10)."""
     root_path = Path(root)
+    what = "gallery folder" if option == "--gallery" else "folder"
     if not root_path.exists():
-        raise FileNotFoundError(f"{root_path}: gallery folder not found; check the path")
+        raise FileNotFoundError(f"{root_path}: {what} not found; check the path")
     if not root_path.is_dir():
-        raise NotADirectoryError(f"{root_path}: not a folder; --gallery takes a folder of crops")
+        raise NotADirectoryError(f"{root_path}: not a folder; {option} takes a folder of crops")
     root_real = os.path.realpath(root_path)
     files: list[GalleryFile] = []
     skipped: list[tuple[str, str]] = []

@@ -19,13 +19,23 @@ Header JSON keys:
     "gallery_root":     the absolute gallery root when the index was written
     "entries":          [{"path": relative POSIX path, "size": bytes, "mtime_ns": int,
                           "sha256": content hash of the file}, ...] in row order
+    "header_sha256":    always the LAST key: sha256 of bytes 0..16+L with this value's 64 hex
+                        digits written as "0" (covers magic, length and every header field)
 
-Readers: count/dim/offset/file-size consistency is checked on every open; the data checksum when
-asked (``irreid-edge index --verify``) and always before an incremental update. Rank in float32
-(numpy float16 matmul is ~30x slower). Readers never take a lock: writers replace the file
-atomically (temp file in the same folder + fsync + ``os.replace``) under an exclusive ``flock`` on
+Integrity (issue 17 items 1-2: a damaged index is refused, never ranked). On every open: the
+header checksum, count/dim/offset/file-size consistency, entry paths that stay inside the gallery
+root. The data checksum (and that every value is finite) is checked in full once per file
+identity: after a full check, or after writing, ``<index>.verified`` records the file's
+(st_dev, st_ino, size, mtime_ns, ctime_ns); an open whose fstat matches it skips the re-hash. Any
+write to the file, a replacement or a copy changes that identity (ctime cannot be set back from
+user space), so a damaged or edited index is re-hashed and refused. Bit rot under an unchanged
+inode is what ``irreid-edge index --verify`` (``verify=True``: always re-hash) is for. The cost
+per open is in docs/getting-started.md, "A damaged index, huge images, odd files" (bench/index_open_bench.py).
+
+Rank in float32 (numpy float16 matmul is much slower). Readers never take a lock: writers replace
+the file atomically (runtime.fileio.atomic_write) under an exclusive ``flock`` on
 ``<index>.lock``, so a reader sees the old index or the new one, never a torn one.
-The C++ runtime (runtime/cpp) reads the same format.
+The C++ runtime (runtime/cpp) reads the same format (it ignores ``header_sha256``).
 """
 
 from __future__ import annotations
@@ -38,7 +48,6 @@ import json
 import os
 import struct
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from .fileio import NotRegularFileError, atomic_write, open_regular, remove_stale_temps
 from .gallery import INDEX_DIRNAME
 from .spec import ModelSpec, SpecError
 
@@ -67,6 +77,9 @@ FORMAT_VERSION = 1
 ALIGN = 64
 _PREFIX = struct.Struct("<8sQ")  # magic, header_len
 _MAX_HEADER = 1 << 31  # a header over 2 GB is corruption, not a gallery
+_SUM_KEY = b',"header_sha256":"'
+_SUM_TAIL = len(_SUM_KEY) + 64 + 2  # the key, 64 hex digits, '"}'
+_ZEROS = b"0" * 64
 
 
 class IndexFileError(ValueError):
@@ -98,7 +111,7 @@ class GalleryIndex:
         return len(self.entries)
 
     def as_float32(self) -> np.ndarray:
-        """(N, D) float32 copy, rows re-normalised (float16 rounding moves norms by ~1e-4). Cached."""
+        """(N, D) float32 copy, rows re-normalised (float16 rounding moves norms slightly). Cached."""
         if self._f32 is None:
             self._f32 = _f16_to_unit_f32(self.embeddings)
         return self._f32
@@ -117,12 +130,21 @@ def default_index_path(gallery: str | os.PathLike[str]) -> Path:
     return Path(gallery) / INDEX_DIRNAME / "index.irx"
 
 
+def marker_path(index_path: str | os.PathLike[str]) -> Path:
+    """Where the verified-once marker of an index lives (see the module docstring)."""
+    return Path(f"{index_path}.verified")
+
+
 def _rebuild_hint(gallery: str | os.PathLike[str] | None) -> str:
     return f"run `irreid-edge index --gallery {gallery if gallery else 'DIR'} --rebuild`"
 
 
 def _corrupt(path: Path, why: str, gallery: str | os.PathLike[str] | None) -> IndexFileError:
     return IndexFileError(f"{path}: corrupted index ({why}); {_rebuild_hint(gallery)}")
+
+
+def _header_digest(prefix: bytes, raw_zeroed: bytes) -> str:
+    return hashlib.sha256(prefix + raw_zeroed).hexdigest()
 
 
 def _parse_header(path: Path, f: Any, file_size: int, gallery: Any) -> dict[str, Any]:
@@ -134,8 +156,16 @@ def _parse_header(path: Path, f: Any, file_size: int, gallery: Any) -> dict[str,
         raise _corrupt(path, f"bad magic {magic!r}, expected {MAGIC!r}", gallery)
     if header_len > min(_MAX_HEADER, file_size - _PREFIX.size):
         raise _corrupt(path, f"header length {header_len} past the end of the file", gallery)
+    raw = f.read(header_len)
+    tail = raw[-_SUM_TAIL:]
+    if len(raw) < _SUM_TAIL or not tail.startswith(_SUM_KEY) or not tail.endswith(b'"}'):
+        raise _corrupt(path, "no header checksum (a damaged header, or an index written by an older "
+                       "irreid-edge)", gallery)
+    recorded = tail[len(_SUM_KEY):len(_SUM_KEY) + 64].decode("ascii", "replace")
+    if _header_digest(prefix, raw[:-_SUM_TAIL + len(_SUM_KEY)] + _ZEROS + b'"}') != recorded:
+        raise _corrupt(path, "header checksum mismatch", gallery)
     try:
-        header = json.loads(f.read(header_len).decode("utf-8"))
+        header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _corrupt(path, f"header is not valid JSON: {e}", gallery) from None
     if not isinstance(header, dict):
@@ -170,36 +200,103 @@ def _check_layout(path: Path, header: dict[str, Any], file_size: int, gallery: A
     return count, dim, offset
 
 
-def read_index(path: str | os.PathLike[str], verify: bool = False,
-               gallery: str | os.PathLike[str] | None = None) -> GalleryIndex:
-    """Open an index (memory-mapped). ``verify`` also checks the data sha256. ``gallery`` only feeds messages."""
-    p = Path(path)
-    try:
-        f = open(p, "rb")
-    except FileNotFoundError:
-        raise IndexFileError(f"{p}: no index; build it with `irreid-edge index --gallery "
-                             f"{gallery if gallery else 'DIR'}`") from None
-    with f:
-        file_size = os.fstat(f.fileno()).st_size
-        header = _parse_header(p, f, file_size, gallery)
-        count, dim, offset = _check_layout(p, header, file_size, gallery)
+def _first_unsafe(paths: list[str]) -> str | None:
+    """The first path that is not a relative POSIX path inside the gallery root (absolute, with an
+    empty, "." or ".." component, or a NUL), else None. Substring searches over all the paths at
+    once: a Python test per entry would cost more than the rest of the open on a large index."""
+    joined = "\0".join(paths)
+    if not paths or (joined.count("\0") == len(paths) - 1 and not _bad_component("\0" + joined + "\0")):
+        return None
+    return next(p for p in paths if "\0" in p or _bad_component("\0" + p + "\0"))
+
+
+def _bad_component(wrapped: str) -> bool:
+    """``wrapped``: paths between NULs. With "/" also read as a separator, an empty, "." or ".."
+    component shows up as one of three substrings."""
+    s = wrapped.replace("/", "\0")
+    return "\0\0" in s or "\0.\0" in s or "\0..\0" in s
+
+
+def _entries(path: Path, header: dict[str, Any], gallery: Any) -> tuple[ModelSpec, list[IndexEntry]]:
     try:
         spec = ModelSpec.from_dict(header["spec"])
         entries = [IndexEntry(str(e["path"]), int(e["size"]), int(e["mtime_ns"]), str(e["sha256"]))
                    for e in header["entries"]]
     except (SpecError, KeyError, TypeError, ValueError) as e:
-        raise _corrupt(p, f"bad spec or entry in the header: {e}", gallery) from None
-    if spec.embedding_dim != dim:
-        raise _corrupt(p, f"spec embedding_dim {spec.embedding_dim} != dim {dim}", gallery)
-    if count:
-        emb: np.ndarray = np.memmap(p, dtype="<f2", mode="r", offset=offset, shape=(count, dim))
-    else:
-        emb = np.zeros((0, dim), np.float16)  # np.memmap refuses an empty mapping
-    if verify:
-        digest = _sha256_array(emb)
-        if digest != header["data_sha256"]:
-            raise _corrupt(p, "embedding checksum mismatch", gallery)
+        raise _corrupt(path, f"bad spec or entry in the header: {e}", gallery) from None
+    bad = _first_unsafe([e.path for e in entries])
+    if bad is not None:  # issue 17 item 2: a path such as ../../etc/x.jpg would be returned and opened
+        raise _corrupt(path, f"entry path {bad!r} leaves the gallery root", gallery)
+    if len({e.path for e in entries}) != len(entries):
+        raise _corrupt(path, "an entry path is listed twice", gallery)
+    return spec, entries
+
+
+def _identity(st: os.stat_result) -> dict[str, int]:
+    return {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns}
+
+
+def _marker_matches(path: Path, st: os.stat_result, header: dict[str, Any]) -> bool:
+    try:
+        with open_regular(marker_path(path)) as f:
+            mark = json.loads(f.read(4096))
+    except (OSError, ValueError):  # missing, unreadable, a FIFO, malformed: just re-hash
+        return False
+    return isinstance(mark, dict) and mark == {**_identity(st), "header_sha256": header.get("header_sha256")}
+
+
+def _write_marker(path: Path, st: os.stat_result, header: dict[str, Any]) -> None:
+    """Record that the file of identity ``st`` (the fstat of the descriptor that was checked, never
+    a new look-up by name, which may find a newer file) passed the full check. Best effort: a
+    read-only folder just means the next open re-hashes."""
+    try:
+        payload = json.dumps({**_identity(st), "header_sha256": header.get("header_sha256")})
+        atomic_write(marker_path(path), payload.encode())
+    except OSError:
+        pass
+
+
+def _check_data(path: Path, emb: np.ndarray, header: dict[str, Any], gallery: Any) -> None:
+    """The data sha256 and finiteness, in one pass of bounded memory."""
+    h = hashlib.sha256()
+    for s in range(0, emb.shape[0], 16384):
+        block = np.ascontiguousarray(emb[s:s + 16384])
+        h.update(block.tobytes())
+        if not np.isfinite(block).all():
+            row = s + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+            raise _corrupt(path, f"row {row} holds NaN or infinite values", gallery)
+    if h.hexdigest() != header["data_sha256"]:
+        raise _corrupt(path, "embedding checksum mismatch", gallery)
+
+
+def read_index(path: str | os.PathLike[str], verify: bool = False,
+               gallery: str | os.PathLike[str] | None = None) -> GalleryIndex:
+    """Open an index (memory-mapped), checked as the module docstring says. ``verify`` re-hashes the
+    data even when the verified-once marker matches. ``gallery`` only feeds messages."""
+    p = Path(path)
+    try:
+        f = open_regular(p)
+    except FileNotFoundError:
+        raise IndexFileError(f"{p}: no index; build it with `irreid-edge index --gallery "
+                             f"{gallery if gallery else 'DIR'}`") from None
+    except NotRegularFileError as e:
+        raise IndexFileError(f"{e} (--index takes the index file)") from None
+    with f:
+        st = os.fstat(f.fileno())
+        header = _parse_header(p, f, st.st_size, gallery)
+        count, dim, offset = _check_layout(p, header, st.st_size, gallery)
+        spec, entries = _entries(p, header, gallery)
+        if spec.embedding_dim != dim:
+            raise _corrupt(p, f"spec embedding_dim {spec.embedding_dim} != dim {dim}", gallery)
+        if count:  # mapped through the descriptor checked above, not by name (no swap in between)
+            emb: np.ndarray = np.memmap(f, dtype="<f2", mode="r", offset=offset, shape=(count, dim))
+        else:
+            emb = np.zeros((0, dim), np.float16)  # np.memmap refuses an empty mapping
     header.pop("_header_len", None)
+    if verify or not _marker_matches(p, st, header):
+        _check_data(p, emb, header, gallery)
+        _write_marker(p, st, header)
     return GalleryIndex(path=p, header=header, spec=spec, entries=entries, embeddings=emb)
 
 
@@ -214,15 +311,21 @@ def _unit_f16(embeddings: np.ndarray) -> np.ndarray:
     """float16 rows are taken as already normalised (they come from an index: re-normalising would
     drift their last bits on every update); anything else is normalised in float32, then cast."""
     if embeddings.dtype == np.float16:
-        return np.ascontiguousarray(embeddings, dtype="<f2")
-    x = np.asarray(embeddings, dtype=np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return np.ascontiguousarray(x.astype("<f2"))
+        out = np.ascontiguousarray(embeddings, dtype="<f2")
+    else:
+        x = np.asarray(embeddings, dtype=np.float32)
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        out = np.ascontiguousarray(x.astype("<f2"))
+    finite = np.isfinite(out).all(axis=1)
+    if not finite.all():  # issue 17 item 3: never store a row that ranks arbitrarily
+        raise ValueError(f"embedding row {int(np.flatnonzero(~finite)[0])} holds NaN or infinite values; "
+                         "the model produced no usable embedding for that image")
+    return out
 
 
 def build_header(spec: ModelSpec, entries: list[IndexEntry], data: np.ndarray,
                  gallery_root: str | os.PathLike[str]) -> tuple[bytes, int]:
-    """(header JSON bytes, data_offset) for ``data`` (N, D) float16."""
+    """(header JSON bytes with its checksum, data_offset) for ``data`` (N, D) float16."""
     from . import __version__
 
     header: dict[str, Any] = {
@@ -230,78 +333,60 @@ def build_header(spec: ModelSpec, entries: list[IndexEntry], data: np.ndarray,
         "count": len(entries), "dim": int(data.shape[1]), "dtype": "float16", "data_offset": 0,
         "data_sha256": _sha256_array(data), "created_by": f"irreid-edge {__version__}",
         "gallery_root": str(Path(gallery_root).resolve()), "entries": [e.to_dict() for e in entries],
+        "header_sha256": _ZEROS.decode(),  # last key, filled in below
     }
     # data_offset depends on the header length, which depends on data_offset's digits: iterate.
     for _ in range(4):
-        raw = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        raw = json.dumps(header, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
         offset = -(-(_PREFIX.size + len(raw)) // ALIGN) * ALIGN
         if offset == header["data_offset"]:
-            return raw, offset
+            digest = _header_digest(_PREFIX.pack(MAGIC, len(raw)), raw).encode()
+            return raw[:-_SUM_TAIL + len(_SUM_KEY)] + digest + b'"}', offset
         header["data_offset"] = offset
     raise RuntimeError("index header length did not converge")  # unreachable in practice
 
 
-def _write_all(f: Any, chunks: Iterator[bytes | memoryview]) -> None:
-    for chunk in chunks:
-        f.write(chunk)
-
-
 def write_index(path: str | os.PathLike[str], spec: ModelSpec, entries: list[IndexEntry],
                 embeddings: np.ndarray, gallery_root: str | os.PathLike[str]) -> Path:
-    """Write atomically (temp file + fsync + os.replace). On any failure the previous file is untouched.
+    """Write atomically (runtime.fileio.atomic_write). On any failure the previous file is untouched.
 
     Call under ``index_lock`` when other writers may run. ``embeddings`` (N, D) any float dtype;
-    rows are L2-normalised in float32, then cast to float16.
+    rows are L2-normalised in float32, then cast to float16. Leaves the verified-once marker.
     """
     p = Path(path)
     if embeddings.ndim != 2 or embeddings.shape[0] != len(entries):
         raise ValueError(f"embeddings {embeddings.shape} do not match {len(entries)} entries")
     if embeddings.shape[1] != spec.embedding_dim:
         raise ValueError(f"embedding dim {embeddings.shape[1]} != spec.embedding_dim {spec.embedding_dim}")
+    bad = _first_unsafe([e.path for e in entries])
+    if bad is not None:
+        raise ValueError(f"entry path {bad!r} is not a relative path inside the gallery")
     data = _unit_f16(embeddings)
     raw, offset = build_header(spec, entries, data, gallery_root)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    pad = b"\0" * (offset - _PREFIX.size - len(raw))
+    rows = max(1, (8 << 20) // max(1, data.shape[1] * 2))  # ~8 MB per write
+    chunks = (data[s:s + rows].tobytes() for s in range(0, data.shape[0], rows))
     try:
-        with os.fdopen(fd, "wb") as f:
-            pad = b"\0" * (offset - _PREFIX.size - len(raw))
-            rows = max(1, (8 << 20) // max(1, data.shape[1] * 2))  # ~8 MB per write
-            chunks = (data[s:s + rows].tobytes() for s in range(0, data.shape[0], rows))
-            _write_all(f, iter([_PREFIX.pack(MAGIC, len(raw)), raw, pad, *chunks]))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        atomic_write(p, iter([_PREFIX.pack(MAGIC, len(raw)), raw, pad, *chunks]))
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise OSError(e.errno, f"{p}: cannot write the index ({os.strerror(e.errno)}); free some "
                           "space and run again (the previous index is intact)") from None
         raise
-    _fsync_dir(p.parent)
+    _write_marker(p, os.stat(p), json.loads(raw))  # under index_lock no other writer replaced it since
     return p
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); harmless where directories cannot be opened."""
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 @contextlib.contextmanager
 def index_lock(path: str | os.PathLike[str], wait_message: bool = True) -> Iterator[None]:
-    """Exclusive ``flock`` on ``<index>.lock`` for writers; blocks (saying so) while another holds it."""
+    """Exclusive ``flock`` on ``<index>.lock`` for writers; blocks (saying so) while another holds it.
+
+    Once held, the temp files of writers killed mid-write (kill -9, power loss) are removed: under
+    the lock no live writer can own them (issue 17 item 8).
+    """
     lock_path = Path(str(path) + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -309,6 +394,8 @@ def index_lock(path: str | os.PathLike[str], wait_message: bool = True) -> Itera
             if wait_message:
                 print(f"irreid-edge: waiting for another process updating {path} ...", file=sys.stderr)
             fcntl.flock(fd, fcntl.LOCK_EX)
+        for stale in (Path(path), Path(f"{path}.partial"), marker_path(path), marker_path(f"{path}.partial")):
+            remove_stale_temps(stale)
         yield
     finally:
         os.close(fd)  # closing releases the lock

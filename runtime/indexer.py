@@ -24,13 +24,23 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .fileio import NotRegularFileError, file_sha256
 from .gallery import GalleryFile, ScanResult, scan_gallery
-from .index import GalleryIndex, IndexEntry, IndexFileError, index_lock, read_index, write_index
+from .index import (
+    GalleryIndex,
+    IndexEntry,
+    IndexFileError,
+    default_index_path,
+    index_lock,
+    read_index,
+    write_index,
+)
 from .preprocess import ImageDecodeError, preprocess_path
 from .progress import Progress
-from .spec import ModelSpec, file_sha256
+from .spec import ModelSpec
 
-__all__ = ["Prepared", "UpdateStats", "bounded_map", "embed_items", "partial_path", "prepare_file", "update_index"]
+__all__ = ["Prepared", "UpdateStats", "bounded_map", "check_gallery", "check_index", "check_spec", "embed_items",
+           "non_finite_message", "partial_path", "prepare_file", "update_index"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -105,6 +115,8 @@ def prepare_file(f: GalleryFile, spec: ModelSpec, known_sha: str | None, want_ha
         sha = file_sha256(f.path) if want_hash else None
     except OSError as e:
         return Prepared(f, error=f"{f.path}: cannot read ({e.strerror}); fix its permissions or remove it")
+    except NotRegularFileError as e:  # replaced by a FIFO or a folder since the scan
+        return Prepared(f, error=f"{e}; remove it from the folder")
     if known_sha is not None and sha == known_sha:
         return Prepared(f, sha256=sha, unchanged=True)
     try:
@@ -125,8 +137,11 @@ def embed_items(prepared: Iterable[Prepared], embed: Callable[[np.ndarray], np.n
         embs = embed(np.stack([p.pixels for p in good if p.pixels is not None])) if good else np.zeros((0, 0), np.float32)  # (B, D)
         rows = iter(embs)
         for p in waiting:
-            yield p, (next(rows) if p.pixels is not None else None)
+            row = next(rows) if p.pixels is not None else None
             p.pixels = None  # free the pixels as soon as they are embedded
+            if row is not None and not np.isfinite(row).all():  # issue 17 item 3: never index a NaN row
+                p.error, row = non_finite_message(p.file.path), None
+            yield p, row
         waiting.clear()
 
     for p in prepared:
@@ -134,6 +149,11 @@ def embed_items(prepared: Iterable[Prepared], embed: Callable[[np.ndarray], np.n
         if sum(q.pixels is not None for q in waiting) >= batch:
             yield from flush()
     yield from flush()
+
+
+def non_finite_message(path: str | Path) -> str:
+    return (f"{path}: the model produced NaN or infinite values for this image; skipped (check the model's "
+            "spec mean/std, or remove the image)")
 
 
 @dataclass
@@ -181,6 +201,25 @@ def check_spec(idx: GalleryIndex, spec: ModelSpec, gallery: Path) -> None:
             f"(add the same --model/--gallery-modality/--precision), or pass --index PATH to keep both")
 
 
+def check_gallery(idx: GalleryIndex, gallery: Path) -> None:
+    """Refuse another gallery's index (issue 17 item 4). An index at the gallery's default place
+    belongs to it wherever the folder was moved or copied; one elsewhere (``--index``) must record
+    this gallery's root, or its rows would be returned under the other gallery's paths."""
+    if idx.path.resolve() == default_index_path(gallery).resolve():
+        return
+    recorded = idx.header.get("gallery_root")
+    if recorded != str(gallery.resolve()):
+        raise IndexFileError(
+            f"{idx.path}: the index of gallery {recorded}, not of {gallery}; pass the --index of this gallery, "
+            f"or add --rebuild to replace it with an index of {gallery}")
+
+
+def check_index(idx: GalleryIndex, spec: ModelSpec, gallery: Path) -> None:
+    """Both checks a caller needs before ranking ``idx`` against ``gallery`` with ``spec``'s model."""
+    check_gallery(idx, gallery)
+    check_spec(idx, spec, gallery)
+
+
 def _load_partial(path: Path, spec: ModelSpec, say: Callable[[str], None]) -> GalleryIndex | None:
     if not path.is_file():
         return None
@@ -199,7 +238,7 @@ def _read_existing(index_path: Path, spec: ModelSpec, gallery: Path, rebuild: bo
     if rebuild or not index_path.exists():
         return None
     old = read_index(index_path, verify=verify, gallery=gallery)
-    check_spec(old, spec, gallery)
+    check_index(old, spec, gallery)
     return old
 
 
@@ -292,9 +331,15 @@ def _run_update(scan: ScanResult, old: GalleryIndex | None, part: GalleryIndex |
         raise
     rows = [plan.rows[f.rel] for f in scan.files if f.rel in plan.rows]
     stats.images = len(rows)
-    if not rows:
-        raise FileNotFoundError(f"{gallery}: none of the {len(scan.files)} image files could be used "
-                                "(see the lines above); fix or replace them")
+    if not rows:  # the first reason in the message itself: --quiet hides the per-file lines
+        scanned = dict(scan.skipped)
+        bad = [(p, r) for p, r in stats.skipped_files if p not in scanned]
+        why = ""
+        if bad:
+            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+            why = f" (first: {bad[0][1] if bad[0][1].startswith(bad[0][0]) else f'{bad[0][0]}: {bad[0][1]}'}{more})"
+        raise FileNotFoundError(f"{gallery}: none of the {len(scan.files)} image files could be used{why}; "
+                                "fix or replace them")
     changed = stats.embedded or stats.removed or stats.resumed or touched or old is None
     if changed or (old is not None and len(rows) != old.count):
         entries = [r.entry for r in rows]

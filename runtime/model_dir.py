@@ -17,15 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .spec import (
-    MODALITIES,
-    PRECISIONS,
-    SPEC_FORMAT_VERSION,
-    ModelSpec,
-    SpecError,
-    atomic_write_text,
-    read_json,
-)
+from .fileio import atomic_write_text, read_json
+from .spec import MODALITIES, PRECISIONS, SPEC_FORMAT_VERSION, ModelSpec, SpecError
 
 __all__ = [
     "DEFAULT_RUNS_DIR",
@@ -72,7 +65,7 @@ def read_model_dir_specs(model_dir: str | os.PathLike[str]) -> dict[str, ModelSp
     if not Path(model_dir).is_dir():
         raise SpecError(f"{model_dir}: model folder not found; export one with `python -m export.onnx`")
     payload = read_json(path, missing="missing; this is not an irreid-edge export (run `python -m export.onnx`)",
-                        malformed="re-export the model")
+                        malformed="re-export the model", error=SpecError)
     if payload.get("format_version") != SPEC_FORMAT_VERSION:
         raise SpecError(f"{path}: format_version {payload.get('format_version')!r} is not {SPEC_FORMAT_VERSION}; "
                         f"re-export the model with this irreid-edge")

@@ -1,28 +1,22 @@
 """Ranking: exact top-k by cosine on L2-normalised embeddings, k-reciprocal re-ranking, optional FAISS.
 
 distance = 1 - cosine (shared/DESIGN.md "Embedding layout"). Exact search is a float32 matrix
-product followed by a partial sort (argpartition, then a sort of the k survivors only). numpy
-float16 matmul is ~30x slower than float32, so a float16 gallery is ranked through float32 chunks.
+product followed by a partial sort (argpartition, then a sort of the k survivors only). numpy's
+float16 matmul is far slower than float32, so a float16 gallery is ranked through float32 chunks.
 
-FAISS (``pip install faiss-cpu``, extra ``search``) is an optional backend. ``bench/search_bench.py``
-measured exact search, one query, 100k and 1M x 1536 on the 2-core development machine (heavily
-loaded at the time): numpy float32 sgemv + argpartition took 0.35x (100k) and 0.52x (1M) the time
-of faiss.IndexFlatIP, so ``backend="auto"`` uses numpy and FAISS runs only when asked (``"faiss"``).
-(FAISS's fp16 scalar quantiser was ~20-40% faster than numpy float32 there, but needs a persistent
-FAISS index to pay off; not used by ``match``.)
+FAISS (``pip install faiss-cpu``, extra ``search``) is an optional backend, run only when asked
+(``"faiss"``): numpy's float32 product was faster than ``faiss.IndexFlatIP`` for one-shot queries.
 
 ``backend="int8"`` is runtime/search_int8.py's exact searcher: an int8 first pass through ONNX
 Runtime's MatMulInteger bounds every row's score, and the few rows that can be in the top-k are
-re-scored in float64, so the result is exact. Measured with bench/search_bench.py (100k x 1536,
-float16 gallery, 2-core development CPU): one query 9.1 ms (load average 0.4-0.8) to 12 ms (~1.2)
-vs numpy-f32 28-32 ms and faiss-flat-ip 55-68 ms; 32 queries per call 3.0-3.9 ms/query vs numpy
-6.3-6.4. Its build (quantise + prepack) took 1.7-2.4 s per 100k rows, more than it saves in one
-call unless the call brings hundreds of queries (at 1M rows, under load, batched numpy sgemm was
-as fast: 77 vs 74 ms/query), so it pays off only when reused: it is cached for READ-ONLY gallery arrays (an index memmap, or
-``arr.setflags(write=False)``); a writable array is re-quantised on every call (a cache cannot see
-in-place edits). ``auto`` uses it only when a searcher is already cached for the array (a
-long-lived process that asked for it once); otherwise numpy, so the one-shot CLI ``match`` stays
-on numpy unless ``--search int8`` is given.
+re-scored in float64, so the result is exact. Its build (quantise + prepack) costs more than it
+saves in one call unless the call brings many queries, so it pays off only when reused: it is
+cached for READ-ONLY gallery arrays (an index memmap, or ``arr.setflags(write=False)``); a writable
+array is re-quantised on every call (a cache cannot see in-place edits). ``auto`` uses it only
+when a searcher is already cached for the array (a long-lived process that asked for it once);
+otherwise numpy, so the one-shot CLI ``match`` stays on numpy unless ``--search int8`` is given.
+The figures behind these choices, with the command that measured them (bench/search_bench.py),
+are in docs/getting-started.md, "Search backends for large galleries".
 """
 
 from __future__ import annotations
@@ -30,6 +24,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .topk import topk_from_distances
 
 if TYPE_CHECKING:
     from .search_int8 import Int8Searcher
@@ -39,22 +35,6 @@ __all__ = ["BACKENDS", "clear_int8_cache", "int8_searcher", "k_reciprocal_rerank
 
 BACKENDS = ("auto", "numpy", "faiss", "int8")
 _int8_cache: list[Int8Searcher] = []  # at most one: it holds an int8 copy of a gallery
-
-
-def topk_from_distances(dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(Q, N) distances -> (indices (Q, k), distances (Q, k)) ascending; ties keep lower index first."""
-    q, n = dist.shape
-    k = min(k, n)
-    if k <= 0:
-        return np.zeros((q, 0), np.int64), np.zeros((q, 0), dist.dtype)
-    if k < n:
-        part = np.argpartition(dist, k - 1, axis=1)[:, :k]  # (Q, k) unordered
-    else:
-        part = np.broadcast_to(np.arange(n), (q, n)).copy()
-    part_d = np.take_along_axis(dist, part, axis=1)
-    order = np.lexsort((part, part_d), axis=1)  # by distance, then by index for stable ties
-    idx = np.take_along_axis(part, order, axis=1)
-    return idx.astype(np.int64), np.take_along_axis(part_d, order, axis=1)
 
 
 def _numpy_topk(queries: np.ndarray, gallery: np.ndarray, k: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:

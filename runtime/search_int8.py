@@ -1,11 +1,10 @@
 """Exact top-k inner-product search with an int8 first pass (ONNX Runtime MatMulInteger) and exact re-rank.
 
-Why: the float32 scan of a 100k x 1536 gallery reads 614 MB per query and is memory-bound (~25-35 ms
-on the 2-core development CPU); int8 rows read 4x less. ONNX Runtime's MatMulInteger (MLAS, weights
-prepacked once because the gallery is a graph INITIALIZER, not an input: 3.5x faster) computes
-uint8 x int8 -> int32 exactly, so the only approximation is the quantisation itself, and that is
-bounded per row. The bound picks every row that can be in the top-k; those few are re-scored
-exactly, so the result is exact, not approximate:
+Why: the float32 scan of a large gallery is memory-bound; int8 rows read 4x less. ONNX Runtime's
+MatMulInteger (MLAS, weights prepacked once because the gallery is a graph INITIALIZER, not an
+input) computes uint8 x int8 -> int32 exactly, so the only approximation is the quantisation
+itself, and that is bounded per row. The bound picks every row that can be in the top-k; those few
+are re-scored exactly, so the result is exact, not approximate:
 
   gallery row x_i (stored dtype, upcast)  = x̂_i + r_i,  x̂_i = s_i * int8 row,   s_i = max|x_i| / 127
   query q (float32, any norm)             = q̂ + r_q,    q̂ = c0 * h + c1 * l      h, l in [-63, 63]
@@ -18,21 +17,25 @@ above 127 (127 * 127 * 2 < 32767).
 
 The dequantisation, the bounds, the k-th largest lower bound and the candidate flags run in the
 same ONNX graph after MatMulInteger (_GRAPH, multi-threaded); numpy's flatnonzero turns the flags
-into row indices (ONNX Runtime's NonZero took ~0.5 ms on 100k flags: 0.5-0.6 ms slower per query
-in an interleaved A/B).
-Candidates: rows whose upper bound reaches the k-th largest lower bound (~105 of 100k, ~160 of 1M
-for random normalised 1536-d embeddings: the Cauchy-Schwarz width is ~8x the typical error); they
-are re-scored in float64 from the caller's array (a float16 memmap is fine; no float32 copy of the
-gallery is kept). Distances are float32(1 - score), ordered by distance then gallery index, as
-runtime.rank.topk_from_distances does. Several queries share one call (2 rows each, up to 32
-queries): ~3.5-3.9 ms per query at 100k vs ~11-12 ms one at a time, of which the MatMulInteger
-alone is ~9.5 ms for M = 2 (8.7 for M = 1) here; bench/search_bench.py compares numpy and FAISS.
+into row indices (faster than ONNX Runtime's NonZero). Candidates are the rows whose upper bound
+reaches the k-th largest lower bound: a few rows per query for embeddings (the Cauchy-Schwarz
+width is several times the typical error). They are re-scored in float64 from the caller's array
+(a float16 memmap is fine; no float32 copy of the gallery is kept) by ``exact_scores``.
+
+Every CPU, the same answer (issue 17 item 12): MLAS picks its kernels by instruction set (AVX2,
+AVX-VNNI, AVX-512-VNNI), and the float32 rounding after MatMulInteger may differ with them, so
+the CANDIDATE SET may differ by CPU; the bound holds for each, so every row that can be in the
+top-k, ties at the k-th place included, is a candidate on every CPU. What the result is made of
+does not depend on the CPU: ``exact_scores`` sums every row in one fixed order (not BLAS, whose
+order depends on the row's place in the block), and runtime.topk.topk_from_distances breaks ties
+by gallery index even where argpartition would not. Distances are float32(1 - score).
 
 Versus runtime.rank's numpy path, which scores in float32 BLAS: the same rows and order wherever
-scores differ by more than float32 rounding (~1e-7); distances agree to ~1e-7 (these are the
-correctly rounded ones). Memory: one int8 copy of the gallery, held (prepacked) by ONNX Runtime
-(+192 MB resident for 100k x 1536); building it (quantise, transpose, prepack: ~2 s per 100k rows
-on 2 cores) peaks at ~4 int8 copies (the model bytes are copied once more into ONNX Runtime).
+scores differ by more than float32 rounding; distances agree to float32 rounding (these are the
+correctly summed ones). Memory: one int8 copy of the gallery, held (prepacked) by ONNX Runtime;
+building it (quantise, transpose, prepack) peaks at a few int8 copies (the model bytes are copied
+once more into ONNX Runtime). Speed and memory figures: docs/getting-started.md, "Search backends
+for large galleries" (bench/search_bench.py).
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ from typing import Any
 import numpy as np
 
 from .onnx_bytes import DTYPES, attr_int, attr_ints, model_bytes, node, tensor, value_info
+from .topk import topk_from_distances
 
-__all__ = ["Int8Searcher"]
+__all__ = ["Int8Searcher", "exact_scores"]
 
 _EPS32 = float(np.finfo(np.float32).eps)
 _ZP = 64  # activation zero point: uint8 = value + 64 stays in [1, 127]
@@ -208,8 +212,8 @@ class Int8Searcher:
             return idx, dist
         for s, (keep,), beta in self._estimates(q, qnorm, ["keep"], k):
             for j in range(len(beta)):
-                cand = np.flatnonzero(keep[j])  # ascending rows: index order for ties (numpy's is ~10x
-                # faster than ONNX Runtime's NonZero on 100k flags)
+                cand = np.flatnonzero(keep[j])  # ascending rows: index order for ties (numpy's is
+                # faster than ONNX Runtime's NonZero on many flags)
                 self.last_candidates.append(int(cand.size))
                 idx[s + j], dist[s + j] = self._rerank(q[s + j], cand, k)
         return idx, dist
@@ -255,16 +259,36 @@ class Int8Searcher:
             yield s, self._session.run(names, feed), beta.astype(np.float32)
 
     def _rerank(self, q: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from .rank import topk_from_distances
-
+        """Exact distances of the candidates (ascending gallery rows), their top k, ties by row."""
         j, dk = topk_from_distances(self._exact_distances(q, cand)[None, :], k)
         return cand[j[0]], dk[0]
 
     def _exact_distances(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """float32(1 - q.x_i) from float64 products, in chunks (a degenerate query may select every row)."""
+        """float32(1 - q.x_i) by ``exact_scores``, in chunks (a degenerate query may select every row)."""
         q64 = q.astype(np.float64)
         out = np.empty(rows.size, np.float32)
         for s in range(0, rows.size, _BUILD_ROWS):
-            block = np.asarray(self.gallery[rows[s:s + _BUILD_ROWS]], dtype=np.float64)  # (c, D) exact upcast
-            out[s:s + block.shape[0]] = 1.0 - block @ q64
+            block = self.gallery[rows[s:s + _BUILD_ROWS]]  # (c, D)
+            out[s:s + block.shape[0]] = 1.0 - exact_scores(block, q64)
         return out
+
+
+def exact_scores(rows: np.ndarray, q64: np.ndarray) -> np.ndarray:
+    """q.x_i for each row of ``rows`` (c, D), float64, with one summation order for every row.
+
+    Why not ``rows @ q``: BLAS sums a row in an order that depends on where the row sits in the
+    block (main kernel or tail) and on the CPU's instruction set, so two identical rows could get
+    scores one float64 ulp apart; near a score of 1, float32(1 - score) keeps that difference and
+    the tie between duplicates went to the higher index on an AVX-512-VNNI machine, whose MLAS
+    kernel picked another candidate set (issue 17 item 12). Here the products are exact in float64
+    (float16/float32 times float32) and are summed by a fixed pairwise tree of elementwise adds,
+    which IEEE 754 defines bit for bit: identical rows get identical scores anywhere, on any CPU.
+    """
+    p = np.asarray(rows, dtype=np.float64) * q64  # (c, D)
+    width = 1 << max(0, (p.shape[1] - 1).bit_length())
+    if width != p.shape[1]:  # zero-pad to a power of two: adding +0.0 changes no sum
+        p = np.concatenate([p, np.zeros((p.shape[0], width - p.shape[1]))], axis=1)
+    while p.shape[1] > 1:
+        half = p.shape[1] // 2
+        p = p[:, :half] + p[:, half:]  # (c, half)
+    return p[:, 0]

@@ -10,21 +10,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+# Re-exported for code written before these moved to runtime.fileio (issue 19 item 7); new code
+# imports them from runtime.fileio.
+from .fileio import atomic_write_bytes, atomic_write_text, file_sha256, read_json  # noqa: F401
 
 __all__ = [
     "SPEC_FORMAT_VERSION",
     "ModelSpec",
     "SpecError",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "file_sha256",
-    "read_json",
+    "check_spec_agreement",
     "read_spec_json",
     "spec_from_onnx_metadata",
     "spec_to_onnx_metadata",
@@ -67,9 +67,10 @@ def _triple(name: str, value: Any, positive: bool) -> tuple[float, float, float]
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         raise SpecError(f"ModelSpec.{name}={value!r} is invalid; it must be three numbers") from None
-    if len(out) != 3 or (positive and min(out) <= 0):
+    # NaN passes `min(out) <= 0` (every comparison with NaN is false): test finiteness first (issue 17 item 3).
+    if len(out) != 3 or not all(math.isfinite(v) for v in out) or (positive and min(out) <= 0):
         what = "three positive numbers" if positive else "three numbers"
-        raise SpecError(f"ModelSpec.{name}={value!r} is invalid; it must be {what}")
+        raise SpecError(f"ModelSpec.{name}={value!r} is invalid; it must be {what}, none NaN or infinite")
     return out  # type: ignore[return-value]
 
 
@@ -205,52 +206,14 @@ class ModelSpec:
 
 
 # -- files -------------------------------------------------------------------------------------
-def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a torn one.
-
-    A temp file in the same folder, fsync, then ``os.replace``; on any failure (a full disk
-    included) the temp file is removed and the previous file is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def read_json(path: str | os.PathLike[str], missing: str, malformed: str,
-              error: type[ValueError] = SpecError) -> Any:
-    """Parse a JSON file we wrote; a missing or malformed one raises ``error`` in one line naming the
-    file: ``"<path>: <missing>"`` or ``"<path>: malformed JSON (<why>); <malformed>"``."""
-    p = Path(path)
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise error(f"{p}: {missing}") from None
-    except json.JSONDecodeError as e:
-        raise error(f"{p}: malformed JSON ({e}); {malformed}") from None
+def check_spec_agreement(folder: ModelSpec, embedded: ModelSpec, source: str) -> None:
+    """Refuse an ONNX or engine whose embedded spec describes another encoder than the folder's spec.json."""
+    keys = ("modality", "input_height", "input_width", "embedding_dim")
+    diff = [f"{k} {getattr(embedded, k)} != {getattr(folder, k)}" for k in keys
+            if getattr(embedded, k) != getattr(folder, k)]
+    if diff:
+        raise SpecError(f"{source}: its embedded spec disagrees with spec.json ({'; '.join(diff)}); the folder "
+                        f"mixes files from different exports: re-export it with `python -m export.onnx`")
 
 
 def write_spec_json(spec: ModelSpec, path: str | os.PathLike[str]) -> None:
@@ -258,17 +221,12 @@ def write_spec_json(spec: ModelSpec, path: str | os.PathLike[str]) -> None:
 
 
 def read_spec_json(path: str | os.PathLike[str]) -> ModelSpec:
-    p = Path(path)
+    data = read_json(path, missing="spec file not found; export the model with `python -m export.onnx`",
+                     malformed="rewrite it with `irreid-edge spec` or re-export the model", error=SpecError)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{p}: spec file not found; export the model with `python -m export.onnx`") from None
-    except OSError as e:
-        raise SpecError(f"{p}: cannot read the spec ({e.strerror})") from None
-    try:
-        return ModelSpec.from_json(text)
+        return ModelSpec.from_dict(data)
     except SpecError as e:
-        raise SpecError(f"{p}: {e}") from None
+        raise SpecError(f"{path}: {e}") from None
 
 
 # -- ONNX metadata_props (the onnx package is not needed: we take the model's proto list) --------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -9,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from runtime.fileio import atomic_write_bytes
 
 __all__ = ["MetricsLog", "plot_curves", "summary_table"]
 
@@ -86,11 +89,10 @@ def plot_curves(rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
     ax2.set_title("validation (IR query -> colour gallery)")
     ax2.grid(alpha=0.3)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
-    os.replace(tmp, out)
+    atomic_write_bytes(out, buf.getvalue())  # the one atomic writer (issue 19 item 7)
     return out
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ORT_BACKENDS", "OrtRunner", "available_providers"]
+__all__ = ["ORT_BACKENDS", "OrtRunner", "available_providers", "load_session"]
 
 #: backend name -> the execution providers asked for, best first (ORT falls back along the list)
 ORT_BACKENDS: dict[str, tuple[str, ...]] = {
@@ -74,7 +74,7 @@ class OrtRunner:
             cache.mkdir(parents=True, exist_ok=True)
         providers = [(p, _provider_options(p, cache, precision)) for p in wanted]
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        self.session = load_session(self.path, opts, providers)
         # ORT falls back silently when a provider's libraries are missing: report what really runs.
         self.backend = _PROVIDER_TO_BACKEND.get(self.session.get_providers()[0], "onnxruntime-cpu")
         inp = self.session.get_inputs()[0]
@@ -95,5 +95,50 @@ class OrtRunner:
     def run(self, batch: np.ndarray) -> np.ndarray:
         if self.input_type == "tensor(float16)":
             batch = batch.astype(np.float16)
-        out = self.session.run([self.output_name], {self.input_name: batch})[0]
+        try:
+            out = self.session.run([self.output_name], {self.input_name: batch})[0]
+        except Exception as e:
+            if not _is_ort_error(e):
+                raise
+            # e.g. "Got invalid dimensions": a spec whose size disagrees with a foreign graph (issue 17 item 9)
+            raise ValueError(f"{self.path}: the graph refused a {tuple(batch.shape)} input ({_first_line(e)}); its "
+                             f"spec disagrees with the graph: rewrite it with `irreid-edge spec --onnx {self.path} "
+                             "--height H --width W`, or re-export the model") from None
         return np.asarray(out, dtype=np.float32)
+
+
+def _is_ort_error(e: BaseException) -> bool:
+    """ONNX Runtime's pybind errors (InvalidProtobuf, InvalidArgument, Fail, ...) derive from
+    Exception only; they are known by their module."""
+    return type(e).__module__.startswith("onnxruntime")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def load_session(path: Path, opts: Any = None, providers: Any = None) -> Any:
+    """An InferenceSession for ``path``, every failure a one-line ValueError naming the file.
+
+    The file is checked to be a regular file first: ONNX Runtime opens the path itself, and a FIFO
+    there would block it forever (issue 17 item 7).
+    """
+    import onnxruntime as ort
+
+    from ..fileio import open_regular
+
+    try:
+        open_regular(path).close()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: not found; export the model with `python -m export.onnx`") from None
+    except PermissionError:
+        raise ValueError(f"{path}: permission denied; make it readable (chmod +r)") from None
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts,
+                                    providers=providers or ["CPUExecutionProvider"])
+    except Exception as e:
+        if not _is_ort_error(e):
+            raise
+        raise ValueError(f"{path}: not an ONNX model ONNX Runtime can load ({type(e).__name__}: "
+                         f"{_first_line(e)}); re-export it with `python -m export.onnx`, or pass a valid .onnx") from None

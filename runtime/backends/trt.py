@@ -16,8 +16,9 @@ import numpy as np
 
 from .. import trt_compat as tc
 from ..engine import build_command, check_engine_key, engine_path, read_sidecar
+from ..fileio import file_sha256
 from ..model_dir import model_file
-from ..spec import ModelSpec, file_sha256
+from ..spec import ModelSpec, check_spec_agreement
 from .cuda_mem import CudaApi, cuda_unavailable_reason, load_cuda
 
 __all__ = ["TrtRunner", "open_trt_encoder_runner", "trt_unavailable_reason"]
@@ -100,8 +101,6 @@ def open_trt_encoder_runner(model: str | os.PathLike[str], is_dir: bool, modalit
                             folder_spec: ModelSpec | None) -> tuple[TrtRunner, ModelSpec]:
     """Load ``<model>/engines/<modality>.<precision>.engine`` after checking its key against this
     device and the ONNX beside it; refuses a mismatch with the rebuild command."""
-    from ..encoder import check_spec_agreement
-
     model = Path(model)
     path = engine_path(model, modality, precision, is_dir)
     key, spec, _payload = read_sidecar(path)

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import trt_compat as tc
 from ..engine import EngineKey, engine_path, profile_batches, timing_cache_path, write_engine
-from ..spec import ModelSpec, atomic_write_bytes, file_sha256
+from ..fileio import atomic_write_bytes, file_sha256
+from ..spec import ModelSpec
 
 if TYPE_CHECKING:
     import tensorrt as trt

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..errors import one_line
 
 PRECISIONS = ("fp32", "fp16", "int8")
 BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "onnxruntime-tensorrt", "onnxruntime-cuda",
@@ -35,10 +38,19 @@ def add_index_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def positive(value: int, name: str) -> int:
-    from ..cli import UserError
+    from ..errors import UserError
 
     if value is None or value < 1:
         raise UserError(f"{name} must be a positive integer, got {value}")
+    return value
+
+
+def finite(value: float | None, name: str, low: float = 0.0) -> float | None:
+    """None, or a finite number >= ``low``: argparse's float() takes "nan" and "inf" (issue 17 item 10)."""
+    from ..errors import UserError
+
+    if value is not None and not (math.isfinite(value) and value >= low):
+        raise UserError(f"{name} must be a finite number >= {low:g}, got {value}")
     return value
 
 
@@ -50,20 +62,34 @@ def model_path(args: argparse.Namespace) -> Path:
 
 def say(msg: str, quiet: bool = False) -> None:
     if not quiet:
-        print(f"irreid-edge: {msg}", file=sys.stderr)
+        print(f"irreid-edge: {one_line(msg)}", file=sys.stderr)
+
+
+def skip_line(path: str, reason: str) -> str:
+    """``<path>: <reason>``, unless the reason already starts with the file (the decoder's do)."""
+    return reason if reason.startswith(path) else f"{path}: {reason}"
 
 
 def report_skipped(skipped: list[tuple[str, str]], quiet: bool) -> None:
-    """One line per skipped file (the reason already names the file where the decoder wrote it)."""
+    """One line per skipped file, naming it."""
     for path, reason in skipped:
-        say(reason if reason.startswith(path) else f"{path}: {reason}", quiet)
+        say(skip_line(path, reason), quiet)
+
+
+def first_skip(skipped: list[tuple[str, str]]) -> str:
+    """For a final error that refers to the skipped files: the first one, named, so the error says
+    why even under --quiet (which hides the per-file lines; issue 17 item 10)."""
+    if not skipped:
+        return ""
+    more = f" and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+    return f"first: {skip_line(*skipped[0])}{more}"
 
 
 def detect_modality(path: str | Path) -> str:
     """"ir" when all three channels are equal (grayscale / replicated IR), else "rgb"."""
     from ..preprocess import decode_image
 
-    im = decode_image(path)
+    im = decode_image(path, target=(64, 64))  # a huge image may be shrunk: equal channels stay equal
     if im.mode in ("L", "LA", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         return "ir"
     if im.mode == "P":
@@ -94,6 +120,8 @@ class Encoders:
     """Opens one encoder per modality on first use (match may need both)."""
 
     def __init__(self, model: Path, args: argparse.Namespace, verbose: bool = True) -> None:
+        if args.threads is not None:
+            positive(args.threads, "--threads")  # -1 was passed on to ONNX Runtime (issue 17 item 10)
         self.model, self.args, self.verbose = model, args, verbose
         self._open: dict[str, Any] = {}
 

@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _batches(text: str) -> list[int]:
-    from ..cli import UserError
+    from ..errors import UserError
 
     try:
         sizes = [int(b) for b in text.split(",") if b.strip()]
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         if args.images:
             files = [Path(f.path) for f in scan_gallery(args.images).files]
             if not files:
-                from ..cli import UserError
+                from ..errors import UserError
 
                 raise UserError(f"{args.images}: no images found; pass a folder of crops or omit --images")
         else:

@@ -63,8 +63,8 @@ def _requests(args: argparse.Namespace) -> list[object]:
 
 def run(args: argparse.Namespace) -> int:
     from ..backends.trt import trt_unavailable_reason
-    from ..cli import UserError
     from ..engine import profile_batches
+    from ..errors import UserError
 
     profile_batches(args.max_batch, args.opt_batch)  # refuse bad values before anything slow
     if args.workspace <= 0:

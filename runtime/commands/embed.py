@@ -32,18 +32,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from ..errors import UserError
+    from ..fileio import atomic_write_bytes, atomic_write_text
     from ..gallery import scan_gallery
     from ..indexer import bounded_map, embed_items, prepare_file
     from ..progress import Progress
-    from ..spec import atomic_write_bytes, atomic_write_text
-    from ._common import Encoders, gallery_modality, model_path, positive, report_skipped, say
+    from ._common import Encoders, first_skip, gallery_modality, model_path, positive, report_skipped, say
 
     positive(args.batch, "--batch")
     out = Path(args.out)
     if out.suffix != ".npy":
         raise UserError(f"{out}: --out must end in .npy (the path list is written beside it as .json)")
-    scan = scan_gallery(args.images, args.follow_links)
+    scan = scan_gallery(args.images, args.follow_links, option="--images")
     report_skipped(scan.skipped, args.quiet)
     if not scan.files:
         raise UserError(f"{args.images}: no images found; pass a folder of .jpg/.png crops")
@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
             rows.append(emb)
             paths.append(item.file.rel)
     if not rows:
-        raise UserError(f"{args.images}: none of the {len(scan.files)} images could be used (see above)")
+        raise UserError(f"{args.images}: none of the {len(scan.files)} images could be used "
+                        f"({first_skip(skipped[len(scan.skipped):])}); fix or replace them")
     data = np.stack(rows).astype(np.float32)  # (N, D)
     buf = io.BytesIO()
     np.save(buf, data, allow_pickle=False)
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             "spec_fingerprint": enc.spec.fingerprint(), "root": str(Path(args.images).resolve()),
             "count": len(paths), "dim": int(data.shape[1]), "paths": paths,
             "skipped": [{"path": p, "reason": r} for p, r in skipped]}
-    atomic_write_text(out.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".json"), json.dumps(meta, indent=2, allow_nan=False) + "\n")
     print(f"embedded {len(paths)} images ({len(skipped)} skipped) -> {out} {tuple(data.shape)} + "
           f"{out.with_suffix('.json')}")
     return 0

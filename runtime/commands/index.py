@@ -23,9 +23,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _verify(args: argparse.Namespace, index_path: Path) -> int:
+    """The data checksum (always re-hashed), that the index belongs to this gallery, and that it was
+    made with this model (issue 17 item 5: the model was not checked although the help said so)."""
     from ..index import read_index
+    from ..indexer import check_index
+    from ._common import Encoders, model_path
 
     idx = read_index(index_path, verify=True, gallery=args.gallery)
+    modality = idx.spec.modality if args.gallery_modality == "auto" else args.gallery_modality
+    encoder = Encoders(model_path(args), args, verbose=not args.quiet).get(modality)
+    check_index(idx, encoder.spec, Path(args.gallery))
     msg = (f"{index_path}: OK ({idx.count} embeddings of dim {idx.header['dim']}, model {idx.spec.name}/"
            f"{idx.spec.modality}/{idx.spec.precision}, fingerprint {idx.header['spec_fingerprint'][:12]})")
     if args.json:
@@ -40,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from ..gallery import scan_gallery
     from ..index import default_index_path
     from ..indexer import update_index
-    from ._common import Encoders, gallery_modality, model_path, positive, report_skipped, say
+    from ._common import Encoders, finite, gallery_modality, model_path, positive, report_skipped, say
 
     positive(args.batch, "--batch")
+    finite(args.checkpoint_every, "--checkpoint-every", low=float("-inf"))
     index_path = Path(args.index) if args.index else default_index_path(args.gallery)
     if args.verify:
         return _verify(args, index_path)
@@ -58,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = {"index": str(index_path), "gallery": str(args.gallery), "modality": modality,
                "backend": encoder.backend, "spec_fingerprint": idx.header["spec_fingerprint"], **stats.to_dict()}
-        print(json.dumps(out, indent=2))
+        print(json.dumps(out, indent=2, allow_nan=False))
     else:
         state = "written" if stats.written else "up to date"
         print(f"index {index_path} ({state}): {stats.summary()}")

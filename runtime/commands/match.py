@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (Zhong et al. 2017)")
     p.add_argument("--search", choices=BACKENDS, default="auto",
                    help="exact search backend (faiss needs faiss-cpu; int8 = ONNX Runtime int8 pass + exact "
-                        "re-rank: ~3x faster per query but ~2 s per 100k rows to build, so it pays off for "
+                        "re-rank: faster per query but slow to build, so it pays off for "
                         "many probes; auto = numpy, as one run builds nothing it could reuse)")
     p.add_argument("--no-refresh", action="store_true",
                    help="use the index as it is, without checking the gallery for changes")
@@ -77,6 +77,7 @@ def expand_probes(items: list[str], follow_links: bool) -> tuple[list[Path], lis
 
 def _embed_probes(probes: list[Path], requested: str, encoders: Any,
                   skipped: list[tuple[str, str]]) -> list[tuple[Path, str, np.ndarray]]:
+    from ..indexer import non_finite_message
     from ..preprocess import ImageDecodeError, load_batch
     from ._common import detect_modality
 
@@ -94,21 +95,22 @@ def _embed_probes(probes: list[Path], requested: str, encoders: Any,
         batch, good, errors = load_batch(paths, enc.spec)
         skipped += errors
         for path, emb in zip(good, enc.embed(batch) if good else []):
-            out[path] = (mod, emb)
+            if np.isfinite(emb).all():
+                out[path] = (mod, emb)
+            else:  # issue 17 item 3: a NaN probe would rank arbitrarily
+                skipped.append((path, non_finite_message(path)))
     return [(p, *out[str(p)]) for p in probes if str(p) in out]
 
 
 def _open_index(args: argparse.Namespace, encoders: Any, modality: str, say: Any, scan: Any) -> tuple[Any, Any]:
     from ..index import default_index_path, read_index
-    from ..indexer import UpdateStats, update_index
+    from ..indexer import UpdateStats, check_index, update_index
 
     index_path = Path(args.index) if args.index else default_index_path(args.gallery)
     enc = encoders.get(modality)
     if args.no_refresh:
         idx = read_index(index_path, gallery=args.gallery)
-        from ..indexer import check_spec
-
-        check_spec(idx, enc.spec, Path(args.gallery))
+        check_index(idx, enc.spec, Path(args.gallery))
         return idx, UpdateStats(images=idx.count, kept=idx.count)
     try:
         return update_index(args.gallery, index_path, enc, rebuild=args.rebuild, follow_links=args.follow_links,
@@ -120,9 +122,7 @@ def _open_index(args: argparse.Namespace, encoders: Any, modality: str, say: Any
         if index_path.is_file() and not args.rebuild:  # a read-only gallery with an index: use it as it is
             say(f"{index_path}: cannot refresh the index ({e.strerror}); using it as it is")
             idx = read_index(index_path, gallery=args.gallery)
-            from ..indexer import check_spec
-
-            check_spec(idx, enc.spec, Path(args.gallery))
+            check_index(idx, enc.spec, Path(args.gallery))
             return idx, UpdateStats(images=idx.count, kept=idx.count)
         raise OSError(f"{index_path}: cannot write the gallery index ({e.strerror}); pass --index PATH "
                       "in a writable folder") from None
@@ -153,23 +153,37 @@ def _rank(args: argparse.Namespace, idx: Any, probes: list[tuple[Path, str, np.n
 
 
 def _print_table(ranked: list[dict[str, Any]], gallery: str) -> None:
+    from ..errors import one_line
+
     for p in ranked:
-        print(f"probe {p['probe']} ({p['modality']}) vs {gallery}")
+        print(f"probe {one_line(p['probe'])} ({p['modality']}) vs {one_line(gallery)}")
         if not p["results"]:
             print("  no gallery crop within the threshold")
             continue
         print(f"  {'rank':>4}  {'distance':>8}  path")
         for r in p["results"]:
-            print(f"  {r['rank']:>4}  {r['distance']:>8.4f}  {r['path']}")
+            print(f"  {r['rank']:>4}  {r['distance']:>8.4f}  {one_line(r['path'])}")  # a newline in a name: one row
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from ..errors import UserError
     from ..gallery import scan_gallery
-    from ._common import Encoders, gallery_modality, model_path, positive, report_skipped, say
+    from ._common import (
+        Encoders,
+        finite,
+        first_skip,
+        gallery_modality,
+        model_path,
+        positive,
+        report_skipped,
+        say,
+        skip_line,
+    )
 
     positive(args.top_k, "--top-k")
     positive(args.batch, "--batch")
+    finite(args.threshold, "--threshold")
+    finite(args.checkpoint_every, "--checkpoint-every", low=float("-inf"))
     t0 = time.perf_counter()
     quiet_notes = args.quiet
 
@@ -177,8 +191,9 @@ def run(args: argparse.Namespace) -> int:
         say(m, quiet_notes)
 
     probes, skipped = expand_probes(args.probe, args.follow_links)
-    for _, reason in skipped:
-        note(reason)
+    n_probe_skips = len(skipped)
+    for path, reason in skipped:
+        note(skip_line(path, reason))  # a probe folder's scan reasons do not name the file (issue 17 item 10)
     encoders = Encoders(model_path(args), args, verbose=not args.quiet)
     scan = scan_gallery(args.gallery, args.follow_links)
     g_mod = gallery_modality(args.gallery_modality, [f.path for f in scan.files])
@@ -187,10 +202,11 @@ def run(args: argparse.Namespace) -> int:
     skipped += [s for s in stats.skipped_files if s not in scan.skipped] + scan.skipped
     n_before = len(skipped)
     embedded = _embed_probes(probes, args.probe_modality, encoders, skipped)
-    for _, reason in skipped[n_before:]:
-        note(reason)
+    for path, reason in skipped[n_before:]:
+        note(skip_line(path, reason))
     if not embedded:
-        raise UserError(f"no usable probe among {' '.join(args.probe)} (see the lines above); pass image files")
+        why = first_skip(skipped[:n_probe_skips] + skipped[n_before:]) or "none given"
+        raise UserError(f"no usable probe among {' '.join(args.probe)} ({why}); pass image files")
     ranked = _rank(args, idx, embedded)
     if args.show:
         from ..show import render_rank_list
@@ -204,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
                "threshold": args.threshold,
                "index_stats": {k: v for k, v in stats.to_dict().items() if k != "skipped_files"},
                "probes": ranked, "skipped": [{"path": p, "reason": r} for p, r in skipped]}
-        print(json.dumps(out, indent=2))
+        print(json.dumps(out, indent=2, allow_nan=False))
     else:
         _print_table(ranked, args.gallery)
         print(f"{len(ranked)} probe(s) vs {idx.count} gallery crops ({enc.backend}) in "

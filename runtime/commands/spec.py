@@ -45,9 +45,10 @@ def _units(name: str, values: list[float] | None, default: tuple[float, float, f
 def _probe_graph(path: Path, height: int, width: int) -> tuple[int, str]:
     """(embedding dim, precision) from the graph itself; refuses an input that is not [N,3,H,W]."""
     import numpy as np
-    import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from ..backends.ort import load_session
+
+    sess = load_session(path)
     inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
     shape = list(inp.shape)
     static = [d if isinstance(d, int) else None for d in shape]
@@ -61,13 +62,18 @@ def _probe_graph(path: Path, height: int, width: int) -> tuple[int, str]:
     if dim is None:  # dynamic output width: run one blank image to see it
         n = static[0] or 1
         x = np.zeros((n, 3, height, width), np.float16 if precision == "fp16" else np.float32)
-        dim = int(sess.run([out.name], {inp.name: x})[0].reshape(n, -1).shape[1])  # (n, D)
+        try:
+            dim = int(sess.run([out.name], {inp.name: x})[0].reshape(n, -1).shape[1])  # (n, D)
+        except Exception as e:  # ONNX Runtime's errors: the graph does not take this size
+            raise ValueError(f"{path}: the graph refused a {height}x{width} input ({str(e).strip().splitlines()[0]}); "
+                             "pass the size it was exported at with --height/--width") from None
     return int(dim), precision
 
 
 def run(args: argparse.Namespace) -> int:
     from ..encoder import sidecar_spec_path
-    from ..spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, file_sha256, write_spec_json
+    from ..fileio import file_sha256
+    from ..spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, write_spec_json
 
     path = Path(args.onnx)
     if not path.is_file():

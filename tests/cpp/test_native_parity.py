@@ -75,6 +75,11 @@ def test_ctest_passes(native_build) -> None:
                        text=True, timeout=300)
     print(r.stdout[-1500:])
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    # doctest's cases are registered one by one (doctest_discover_tests); a build without doctest-dev
+    # would register only the cli_* tests, which must not pass for the C++ suite.
+    for case in ("sha256_vectors", "fingerprint_matches_python", "run_precision_auto_takes_the_fastest_engine_built_for_this_device",
+                 "sidecar_text_is_what_python_writes", "rank_matches_brute_force"):
+        assert f" {case} " in r.stdout, f"ctest did not run {case}: is doctest-dev installed?"
 
 
 @pytest.mark.parametrize(("height", "width", "order"), [(288, 144, "RGB"), (128, 64, "BGR")])

@@ -142,7 +142,7 @@ def test_two_concurrent_index_runs_leave_one_valid_index(tmp_path: Path, model: 
     idx = read_index(default_index_path(gallery), verify=True)
     assert idx.count == 40
     leftovers = [p.name for p in (gallery / ".irreid").iterdir()]
-    assert sorted(leftovers) == ["index.irx", "index.irx.lock"]
+    assert sorted(leftovers) == ["index.irx", "index.irx.lock", "index.irx.verified"]
 
 
 _INTERRUPT_AFTER_3_BATCHES = textwrap.dedent("""
@@ -200,6 +200,6 @@ def test_full_disk_on_a_tiny_tmpfs_keeps_the_previous_index(tmp_path: Path, mode
         assert proc.returncode == 2, proc.stderr
         assert "No space left on device" in proc.stderr and "previous index is intact" in proc.stderr
         assert index.read_bytes() == before and read_index(index, verify=True).count == 5
-        assert sorted(p.name for p in disk.iterdir()) == ["index.irx", "index.irx.lock"]
+        assert sorted(p.name for p in disk.iterdir()) == ["index.irx", "index.irx.lock", "index.irx.verified"]
     finally:
         subprocess.run(["umount", str(disk)], check=False)

@@ -11,8 +11,9 @@ from tiny_onnx import make_tiny_onnx, make_tiny_spec
 
 from runtime import encoder as enc
 from runtime.encoder import choose_backend, open_encoder, resolve_onnx
+from runtime.fileio import file_sha256
 from runtime.model_dir import write_model_dir_specs
-from runtime.spec import SpecError, file_sha256
+from runtime.spec import SpecError
 
 H, W, D = 32, 16, 24
 

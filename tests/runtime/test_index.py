@@ -44,7 +44,10 @@ def test_layout_byte_for_byte(tmp_path: Path) -> None:
     assert magic == MAGIC == b"IRREIDX1"
     header = json.loads(raw[16:16 + hlen].decode("utf-8"))
     assert set(header) == {"format_version", "spec", "spec_fingerprint", "count", "dim", "dtype", "data_offset",
-                           "data_sha256", "created_by", "gallery_root", "entries"}
+                           "data_sha256", "created_by", "gallery_root", "entries", "header_sha256"}
+    assert list(header)[-1] == "header_sha256"  # the last key: readers find it at a fixed distance from the end
+    zeroed = raw[:16 + hlen - 66] + b"0" * 64 + b'"}'
+    assert header["header_sha256"] == hashlib.sha256(zeroed).hexdigest()
     off = header["data_offset"]
     assert off % ALIGN == 0 and off >= 16 + hlen and raw[16 + hlen:off] == b"\0" * (off - 16 - hlen)
     assert header["format_version"] == 1 and header["dtype"] == "float16"
@@ -92,9 +95,10 @@ def test_default_path_is_inside_the_gallery(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage, verify, match", [
     (lambda b: b[:-7], False, "file is .* bytes"),
     (lambda b: b"XXXXXXXX" + b[8:], False, "bad magic"),
-    (lambda b: b[:16] + b"#" + b[17:], False, "not valid JSON"),
+    (lambda b: b[:16] + b"#" + b[17:], False, "header checksum mismatch"),
     (lambda b: b[:8] + struct.pack("<Q", 1 << 40) + b[16:], False, "past the end"),
     (lambda b: b[:-1] + bytes([b[-1] ^ 0x40]), True, "checksum mismatch"),
+    (lambda b: b[:-1] + bytes([b[-1] ^ 0x40]), False, "embedding checksum mismatch"),
 ])
 def test_corruption_is_one_line_with_the_fix(tmp_path: Path, damage, verify: bool, match: str) -> None:
     p = write_index(tmp_path / "i.irx", SPEC, _entries(3), _emb(3), tmp_path)
@@ -105,13 +109,15 @@ def test_corruption_is_one_line_with_the_fix(tmp_path: Path, damage, verify: boo
     assert "\n" not in msg and str(p) in msg and "irreid-edge index --gallery /data/g --rebuild" in msg
 
 
-def test_checksum_corruption_passes_a_plain_open(tmp_path: Path) -> None:
-    """Opening checks layout only (cheap); --verify and incremental updates check the data."""
+def test_checksum_corruption_is_refused_by_a_plain_open(tmp_path: Path) -> None:
+    """Issue 17 item 1: the fast path used to trust the data; a changed file identity re-hashes it."""
     p = write_index(tmp_path / "i.irx", SPEC, _entries(3), _emb(3), tmp_path)
+    assert read_index(p).count == 3  # the writer's verified-once marker: no re-hash
     b = bytearray(p.read_bytes())
     b[-1] ^= 0x40
-    p.write_bytes(bytes(b))
-    assert read_index(p).count == 3
+    p.write_bytes(bytes(b))  # in place: same inode, new mtime/ctime
+    with pytest.raises(IndexFileError, match="embedding checksum mismatch"):
+        read_index(p)
 
 
 def test_wrong_dim_or_count_refused(tmp_path: Path) -> None:
@@ -149,5 +155,5 @@ def test_full_disk_leaves_the_previous_index_intact(tmp_path: Path) -> None:
     assert proc.returncode == 3, proc.stderr
     assert "cannot write the index" in proc.stdout and "previous index is intact" in proc.stdout
     assert p.read_bytes() == before
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["i.irx"]  # no temp file left behind
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["i.irx", "i.irx.verified"]  # no temp file left behind
     assert read_index(p, verify=True).count == 3

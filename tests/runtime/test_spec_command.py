@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from runtime.encoder import open_encoder, sidecar_spec_path
+from runtime.fileio import file_sha256
 from runtime.preprocess import load_batch
-from runtime.spec import SpecError, file_sha256, read_spec_json
+from runtime.spec import SpecError, read_spec_json
 
 ROOT = Path(__file__).resolve().parents[2]
 H, W, C, D = 32, 16, 6, 10

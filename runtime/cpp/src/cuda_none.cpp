@@ -9,7 +9,8 @@ bool cuda_device_available() { return false; }
 struct CudaPreprocessor::Impl {};
 
 CudaPreprocessor::CudaPreprocessor(int, int, bool) {
-    throw Error("this irreid-edge-native was built without CUDA; rebuild where nvcc is found for GPU preprocessing");
+    throw Error("this irreid-edge-native was built without the CUDA preprocessing kernel; rebuild with a CUDA toolkit "
+                "(nvcc under /usr/local/cuda/bin, or -DCMAKE_CUDA_COMPILER=...) for GPU preprocessing");
 }
 CudaPreprocessor::~CudaPreprocessor() = default;
 void CudaPreprocessor::run(const ImageRGB8&, float*, void*) {}

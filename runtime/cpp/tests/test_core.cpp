@@ -1,29 +1,35 @@
 // sha256, float16, Python-compatible JSON and the ModelSpec fingerprint, .npy.
 #include <cmath>
 #include <cstring>
+#include <fstream>
 
 #include "irreid/error.h"
 #include "irreid/half.h"
 #include "irreid/npy.h"
 #include "irreid/sha256.h"
 #include "irreid/spec.h"
-#include "test_framework.h"
+#include <doctest/doctest.h>
 #include "test_util.h"
 
-TEST(sha256_vectors) {
-    // FIPS 180-2 examples, for both the portable implementation and the one in use (OpenSSL if found).
+TEST_CASE("sha256_vectors") {
+    // FIPS 180-2 examples (the values Python's hashlib.sha256(...).hexdigest() prints), through OpenSSL,
+    // both for buffers and for a file read in 1 MiB blocks (the million 'a' spans the block boundary).
     const std::string abc = "abc";
     const std::string two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
     const std::string million(1000000, 'a');
-    for (auto fn : {irreid::sha256_hex_portable, irreid::sha256_hex}) {
-        CHECK_EQ(fn("", 0), std::string("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
-        CHECK_EQ(fn(abc.data(), abc.size()), std::string("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
-        CHECK_EQ(fn(two.data(), two.size()), std::string("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
-        CHECK_EQ(fn(million.data(), million.size()), std::string("cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"));
-    }
+    CHECK_EQ(irreid::sha256_hex("", 0), std::string("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+    CHECK_EQ(irreid::sha256_hex(abc.data(), abc.size()), std::string("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+    CHECK_EQ(irreid::sha256_hex(two.data(), two.size()), std::string("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
+    const std::string million_hex = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0";
+    CHECK_EQ(irreid::sha256_hex(million.data(), million.size()), million_hex);
+    const std::string path = irreid::test::scratch_dir() + "/million.txt";
+    const std::string big = million + million;  // 2 000 000 bytes: two full 1 MiB reads, then a short one
+    std::ofstream(path, std::ios::binary).write(big.data(), static_cast<std::streamsize>(big.size()));
+    CHECK_EQ(irreid::file_sha256_hex(path), irreid::sha256_hex(big.data(), big.size()));
+    CHECK_THROWS_CONTAINING(irreid::file_sha256_hex(path + ".missing"), "cannot open for hashing");
 }
 
-TEST(half_conversions) {
+TEST_CASE("half_conversions") {
     CHECK_EQ(irreid::half_to_float(0x3C00), 1.0f);
     CHECK_EQ(irreid::half_to_float(0xC000), -2.0f);
     CHECK_EQ(irreid::half_to_float(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
@@ -42,7 +48,7 @@ TEST(half_conversions) {
     CHECK_EQ(irreid::float_to_half(1e6f), 0x7C00);
 }
 
-TEST(fingerprint_matches_python) {
+TEST_CASE("fingerprint_matches_python") {
     // Values printed by runtime.spec.ModelSpec(...).fingerprint() (see the Python snippet in the report).
     const auto tiny = irreid::ModelSpec::from_json(
         {{"name", "tiny-ir"}, {"modality", "ir"}, {"input_height", 32}, {"input_width", 16}, {"embedding_dim", 8}}, "t");
@@ -56,14 +62,14 @@ TEST(fingerprint_matches_python) {
     CHECK_EQ(irreid::python_json_dumps({{"b", {1, 2.5, nullptr}}, {"a", "x\"y\n"}}), std::string("{\"a\": \"x\\\"y\\n\", \"b\": [1, 2.5, null]}"));
 }
 
-TEST(spec_refuses_bad_fields) {
-    CHECK_THROWS(irreid::ModelSpec::from_json({{"name", "x"}, {"modality", "thermal"}, {"input_height", 1}, {"input_width", 1}, {"embedding_dim", 1}}, "s.json"),
+TEST_CASE("spec_refuses_bad_fields") {
+    CHECK_THROWS_CONTAINING(irreid::ModelSpec::from_json({{"name", "x"}, {"modality", "thermal"}, {"input_height", 1}, {"input_width", 1}, {"embedding_dim", 1}}, "s.json"),
                  "valid values: rgb, ir");
-    CHECK_THROWS(irreid::ModelSpec::from_json({{"name", "x"}, {"modality", "ir"}}, "s.json"), "input_height");
-    CHECK_THROWS(irreid::read_model_dir_specs(irreid::test::scratch_dir() + "/nope"), "spec.json");
+    CHECK_THROWS_CONTAINING(irreid::ModelSpec::from_json({{"name", "x"}, {"modality", "ir"}}, "s.json"), "input_height");
+    CHECK_THROWS_CONTAINING(irreid::read_model_dir_specs(irreid::test::scratch_dir() + "/nope"), "spec.json");
 }
 
-TEST(npy_round_trip) {
+TEST_CASE("npy_round_trip") {
     irreid::Matrix m{2, 3, {1, 2, 3, 4, 5, -6.5f}};
     const std::string path = irreid::test::scratch_dir() + "/m.npy";
     irreid::write_npy(path, m);
@@ -75,5 +81,5 @@ TEST(npy_round_trip) {
     const irreid::Matrix v = irreid::read_npy(path);
     CHECK_EQ(v.rows, 1);
     CHECK_EQ(v.cols, 2);
-    CHECK_THROWS(irreid::read_npy(irreid::test::scratch_dir() + "/missing.npy"), "cannot open");
+    CHECK_THROWS_CONTAINING(irreid::read_npy(irreid::test::scratch_dir() + "/missing.npy"), "cannot open");
 }

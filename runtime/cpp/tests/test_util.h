@@ -1,10 +1,16 @@
-// Shared fixtures for the C++ tests: deterministic images and a scratch folder.
+// Shared fixtures for the C++ tests: deterministic images, a scratch folder, and a check on the
+// message of an expected exception (doctest's Contains matcher needs doctest >= 2.4.7; JetPack 5's
+// Ubuntu 20.04 ships 2.3.7, so this works on both).
 #pragma once
 
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
+#include <stdexcept>
 #include <string>
 #include <unistd.h>
+
+#include <doctest/doctest.h>
 
 #include "irreid/image.h"
 
@@ -31,4 +37,23 @@ inline std::string scratch_dir() {
     return dir;
 }
 
+// What fn throws, or a marker that it threw nothing.
+template <typename Fn>
+std::string thrown_message(Fn&& fn) {
+    try {
+        fn();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "<no exception thrown>";
+}
+
 }  // namespace irreid::test
+
+// expr must throw a std::exception whose message contains needle; the message is shown on failure.
+#define CHECK_THROWS_CONTAINING(expr, needle)                                                          \
+    do {                                                                                               \
+        const std::string message_ = irreid::test::thrown_message([&] { (void)(expr); });              \
+        CHECK_MESSAGE(message_.find(needle) != std::string::npos,                                      \
+                      (std::string("message: '") + message_ + "', expected to contain '" + (needle) + "'")); \
+    } while (0)

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "irreid/cuda_preprocess.h"
 #include "irreid/encoder.h"
+#include "irreid/engine.h"
 #include "irreid/error.h"
 #include "irreid/index.h"
 #include "irreid/npy.h"
@@ -88,22 +89,31 @@ int run_bench(const std::vector<std::string>& argv) {
                      {"--model", false, false, "exported model folder: input size from its spec, TensorRT where built"},
                      {"--height", false, false, "input height without --model (default 288)"},
                      {"--width", false, false, "input width without --model (default 144)"},
+                     {"--modality", false, false, "which encoder TensorRT runs: ir (default) or rgb"},
+                     {"--precision", false, false, kPrecisionHelp},
                      {"--batch", false, false, "comma-separated batch sizes for TensorRT (default 1,8,32)"},
                      {"--top-k", false, false, "top-k for the ranking stage (default 10)"},
                      {"--runs", false, false, "timed runs per stage (default 20)"}},
                     argv);
     if (args.help()) return std::fputs(args.usage().c_str(), stdout), 0;
     const int runs = std::max(1, args.get_int("--runs", 20));
+    const std::string modality = args.get("--modality", "ir"), precision = args.get("--precision", "auto");
+    check_precision_option(precision);
+    if (modality != "ir" && modality != "rgb") throw Error("--modality '" + modality + "' is invalid; valid values: ir, rgb");
     int height = args.get_int("--height", 288), width = args.get_int("--width", 144);
     if (args.has("--model")) {
         const auto specs = read_model_dir_specs(args.get("--model"));
-        height = specs.begin()->second.input_height, width = specs.begin()->second.input_width;
+        const auto it = specs.find(modality);
+        if (it == specs.end()) throw Error(args.get("--model") + "/spec.json: has no '" + modality + "' encoder; pass --modality");
+        height = it->second.input_height, width = it->second.input_width;
     }
     std::vector<Row> rows;
     if (args.has("--images")) bench_images(list_images(args.all("--images")), height, width, runs, rows);
     if (args.has("--index")) bench_index(args.get("--index"), args.get_int("--top-k", 10), runs, rows);
     if (args.has("--model") && have_tensorrt()) {
-        auto encoder = make_encoder(args.get("--model"), "ir", "fp32");
+        auto encoder = open_encoder(args.get("--model"), modality, precision);
+        std::printf("backend %s  model %s/%s/%s\n", encoder->backend().c_str(), encoder->spec().name.c_str(), modality.c_str(),
+                    encoder->spec().precision.c_str());
         std::string list = args.get("--batch", "1,8,32");
         for (size_t pos = 0; pos < list.size();) {
             const size_t end = std::min(list.find(',', pos), list.size());

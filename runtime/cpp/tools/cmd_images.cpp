@@ -1,5 +1,6 @@
 // `embed` and `preprocess`, and the image listing they share with `match`.
 #include <algorithm>
+#include <optional>
 #include <cstdio>
 #include <dirent.h>
 #include <string>
@@ -11,6 +12,7 @@
 #include "args.h"
 #include "commands.h"
 #include "irreid/encoder.h"
+#include "irreid/engine.h"
 #include "irreid/error.h"
 #include "irreid/npy.h"
 #include "irreid/preprocess.h"
@@ -35,6 +37,22 @@ bool is_dir(const std::string& path) {
 }
 
 }  // namespace
+
+const char* const kPrecisionHelp =
+    "auto (default: the fastest engine built for this device, int8 > fp16 > fp32), fp32, fp16 or int8";
+
+std::unique_ptr<Encoder> open_encoder(const std::string& model_dir, const std::string& modality, const std::string& precision) {
+    check_precision_option(precision);
+    const std::optional<DeviceFacts> here = device_facts();
+    if (!here) {
+        // No TensorRT in this build: an explicit precision is still checked against the folder first.
+        if (precision != "auto") choose_run_precision(model_dir, modality, precision, DeviceFacts{});
+        return make_encoder(model_dir, modality, precision);  // throws: built without TensorRT
+    }
+    const PrecisionChoice choice = choose_run_precision(model_dir, modality, precision, *here);
+    std::fprintf(stderr, "irreid-edge-native: %s encoder: %s engine (%s)\n", modality.c_str(), choice.precision.c_str(), choice.reason.c_str());
+    return make_encoder(model_dir, modality, choice.precision);
+}
 
 std::vector<std::string> list_images(const std::vector<std::string>& paths_or_dirs) {
     std::vector<std::string> out;
@@ -65,16 +83,12 @@ int run_embed(const std::vector<std::string>& argv) {
                     {{"--images", false, true, "folder of images (or image files)"},
                      {"--out", false, false, "output .npy path (a JSON list of paths goes beside it)"},
                      {"--model", false, false, "exported model folder with its engines"},
-                     {"--modality", false, false, "encoder to use: rgb (default) or ir"}},
+                     {"--modality", false, false, "encoder to use: rgb (default) or ir"},
+                     {"--precision", false, false, kPrecisionHelp}},
                     argv);
     if (args.help()) return std::fputs(args.usage().c_str(), stdout), 0;
     if (!args.has("--images") || !args.has("--out") || !args.has("--model")) throw Error("embed needs --images, --out and --model");
-    if (!have_tensorrt()) {
-        std::fprintf(stderr, "irreid-edge-native embed: error: built without TensorRT, so it cannot run a network; "
-                             "use `irreid-edge embed` (ONNX Runtime) or rebuild with TensorRT\n");
-        return 2;
-    }
-    auto encoder = make_encoder(args.get("--model"), args.get("--modality", "rgb"), "fp32");
+    auto encoder = open_encoder(args.get("--model"), args.get("--modality", "rgb"), args.get("--precision", "auto"));
     const ModelSpec& spec = encoder->spec();
     Matrix emb;
     emb.cols = spec.embedding_dim;
@@ -92,8 +106,11 @@ int run_embed(const std::vector<std::string>& argv) {
     }
     const std::string out = args.get("--out");
     write_npy(out, emb);
-    atomic_write(out + ".json", nlohmann::ordered_json({{"paths", paths}, {"skipped", skipped}}).dump(2) + "\n");
-    std::printf("wrote %lld x %lld embeddings to %s\n", static_cast<long long>(emb.rows), static_cast<long long>(emb.cols), out.c_str());
+    atomic_write(out + ".json", nlohmann::ordered_json({{"backend", encoder->backend()}, {"precision", encoder->spec().precision},
+                                                      {"paths", paths}, {"skipped", skipped}})
+                                   .dump(2) + "\n");
+    std::printf("wrote %lld x %lld embeddings to %s (backend %s)\n", static_cast<long long>(emb.rows), static_cast<long long>(emb.cols),
+                out.c_str(), encoder->backend().c_str());
     return 0;
 }
 

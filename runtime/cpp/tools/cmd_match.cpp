@@ -12,6 +12,7 @@
 #include "args.h"
 #include "commands.h"
 #include "irreid/encoder.h"
+#include "irreid/engine.h"
 #include "irreid/error.h"
 #include "irreid/index.h"
 #include "irreid/npy.h"
@@ -30,6 +31,7 @@ struct Probe {
 
 struct ProbeSet {
     std::string backend;
+    std::string precision;  // of the probe encoder; "precomputed" for --probe-embedding
     std::vector<Probe> probes;
     nlohmann::ordered_json skipped = nlohmann::ordered_json::array();
 };
@@ -39,7 +41,7 @@ ProbeSet probes_from_npy(const std::string& path, int64_t dim) {
     if (m.cols != dim)
         throw Error(path + ": probe embeddings have " + std::to_string(m.cols) + " values per row but the index has " +
                     std::to_string(dim) + "; embed the probes with the index's model");
-    ProbeSet set{"precomputed", {}, nlohmann::ordered_json::array()};
+    ProbeSet set{"precomputed", "precomputed", {}, nlohmann::ordered_json::array()};
     for (int64_t r = 0; r < m.rows; ++r) {
         const std::string name = m.rows == 1 ? path : path + "[" + std::to_string(r) + "]";
         set.probes.push_back({name, std::vector<float>(m.data.begin() + r * dim, m.data.begin() + (r + 1) * dim)});
@@ -48,10 +50,10 @@ ProbeSet probes_from_npy(const std::string& path, int64_t dim) {
 }
 
 ProbeSet probes_from_images(const std::vector<std::string>& inputs, const std::string& model_dir, const std::string& modality,
-                            const GalleryIndex& idx) {
+                            const std::string& precision) {
     if (model_dir.empty()) throw Error("--probe images need --model DIR (the exported model folder with its engines)");
-    auto encoder = make_encoder(model_dir, modality, idx.spec.precision);
-    ProbeSet set{encoder->backend(), {}, nlohmann::ordered_json::array()};
+    auto encoder = open_encoder(model_dir, modality, precision);
+    ProbeSet set{encoder->backend(), encoder->spec().precision, {}, nlohmann::ordered_json::array()};
     const ModelSpec& spec = encoder->spec();
     for (const std::string& path : list_images(inputs)) {
         try {
@@ -114,6 +116,7 @@ int run_match(const std::vector<std::string>& argv) {
                      {"--index", false, false, "gallery index file (default: the gallery's)"},
                      {"--model", false, false, "exported model folder; checked against the index's spec"},
                      {"--probe-modality", false, false, "ir (default) or rgb"},
+                     {"--precision", false, false, kPrecisionHelp},
                      {"--top-k", false, false, "results per probe (default 10)"},
                      {"--threshold", false, false, "drop results whose distance (1 - cosine) is above D"},
                      {"--json", true, false, "print JSON instead of a table"},
@@ -126,6 +129,8 @@ int run_match(const std::vector<std::string>& argv) {
     if (args.has("--probe") == args.has("--probe-embedding")) throw Error("give exactly one of --probe IMAGE... or --probe-embedding FILE.npy");
     const std::string modality = args.get("--probe-modality", "ir");
     if (modality != "ir" && modality != "rgb") throw Error("--probe-modality '" + modality + "' is invalid; valid values: ir, rgb");
+    const std::string precision = args.get("--precision", "auto");
+    check_precision_option(precision);
     const int top_k = args.get_int("--top-k", 10);
     if (top_k <= 0) throw Error("--top-k must be a positive integer");
 
@@ -134,11 +139,11 @@ int run_match(const std::vector<std::string>& argv) {
     const std::string model_dir = args.get("--model");
     if (!model_dir.empty()) check_model(model_dir, idx, index_path);
     const ProbeSet set = args.has("--probe-embedding") ? probes_from_npy(args.get("--probe-embedding"), idx.dim)
-                                                       : probes_from_images(args.all("--probe"), model_dir, modality, idx);
+                                                       : probes_from_images(args.all("--probe"), model_dir, modality, precision);
     const GalleryMatrix gallery_rows(idx.data, idx.count, idx.dim);
     // The shape of `irreid-edge match --json` (runtime/commands/match.py), less its index_stats:
     // the native command reads the index as it is and never refreshes it.
-    nlohmann::ordered_json out = {{"model", model_dir.empty() ? idx.spec.name : model_dir}, {"backend", set.backend},
+    nlohmann::ordered_json out = {{"model", model_dir.empty() ? idx.spec.name : model_dir}, {"backend", set.backend}, {"precision", set.precision},
                                   {"gallery", gallery}, {"index", index_path}, {"gallery_modality", idx.spec.modality},
                                   {"rerank", false}, {"top_k", top_k},
                                   {"threshold", threshold < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(threshold)},

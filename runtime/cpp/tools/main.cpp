@@ -19,7 +19,8 @@ constexpr const char* kUsage =
     "  match       rank gallery crops for probe crops or precomputed probe embeddings\n"
     "  embed       embed a folder of images to a .npy matrix plus a JSON list of paths (needs TensorRT)\n"
     "  bench       latency per stage: decode, preprocess, rank (and TensorRT / CUDA where built)\n"
-    "  preprocess  write the network input (N, 3, H, W) float32 for images, as the runtime feeds it\n\n"
+    "  preprocess  write the network input (N, 3, H, W) float32 for images, as the runtime feeds it\n"
+    "  build       build TensorRT engines for an exported model on this device (needs TensorRT)\n\n"
     "Run `irreid-edge-native COMMAND --help` for a command's options.\n";
 
 }  // namespace
@@ -41,7 +42,8 @@ int main(int argc, char** argv) {
         if (command == "embed") return irreid::cli::run_embed(rest);
         if (command == "bench") return irreid::cli::run_bench(rest);
         if (command == "preprocess") return irreid::cli::run_preprocess(rest);
-        std::fprintf(stderr, "irreid-edge-native: unknown command '%s'; valid commands: match, embed, bench, preprocess\n", command.c_str());
+        if (command == "build") return irreid::cli::run_build(rest);
+        std::fprintf(stderr, "irreid-edge-native: unknown command '%s'; valid commands: match, embed, bench, preprocess, build\n", command.c_str());
         return 2;
     } catch (const irreid::Error& e) {
         std::fprintf(stderr, "irreid-edge-native %s: error: %s\n", command.c_str(), e.what());

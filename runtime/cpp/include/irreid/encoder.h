@@ -4,9 +4,11 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "irreid/engine.h"
 #include "irreid/spec.h"
 
 namespace irreid {
@@ -22,7 +24,12 @@ public:
 
 bool have_tensorrt();
 
-// The engine for <model_dir>/engines/<modality>.<precision>.engine, checked against its key sidecar.
+// This device as an engine key records it (TensorRT version, GPU, compute capability); nullopt in a
+// build without TensorRT. Throws Error when TensorRT is built in but no GPU can be used.
+std::optional<DeviceFacts> device_facts();
+
+// The engine for <model_dir>/engines/<modality>.<precision>.engine, checked against its key sidecar;
+// precision is a concrete one (choose_run_precision() resolves "auto").
 std::unique_ptr<Encoder> make_encoder(const std::string& model_dir, const std::string& modality, const std::string& precision);
 
 }  // namespace irreid
