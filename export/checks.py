@@ -32,6 +32,7 @@ class OrtModel:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # errors only: ORT's graph-optimiser notes (e.g. on fp16 Q/DQ) are not ours
         if threads:
             opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])

@@ -10,8 +10,8 @@ Stays float32 (shared/DESIGN.md "Precision lives in the ONNX graph"):
 - the stripe-pooling MatMul (a mean over h·w values; fp16 accumulation loses bits),
 - everything after the fused head conv: the reshapes and both L2 normalisations (a ReduceL2 of a
   wide vector can overflow fp16's 65504, and the norm divides by it),
-- every node of the op types in `FP32_OPS` (reductions; Quantize/DequantizeLinear, whose scales are
-  float32 up to opset 18, in the TensorRT int8 graph).
+- every node of the op types in `FP32_OPS` (reductions; below opset 19 also Quantize/DequantizeLinear,
+  whose scales and float side are float32 only before opset 19).
 
 Input ``images`` and output ``embeddings`` stay float32, so every consumer feeds the same raw 0-255
 float32 pixels whatever the precision.
@@ -30,6 +30,7 @@ from .graph import head_nodes, name_nodes, toposort
 __all__ = ["FP32_OPS", "fp32_nodes", "to_fp16"]
 
 FP32_OPS = frozenset({"ReduceL2", "ReduceMean", "ReduceSum", "QuantizeLinear", "DequantizeLinear"})
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 #: Ops that read only their input's shape: no Cast needed whatever the input type.
 SHAPE_ONLY = frozenset({"Shape"})
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
@@ -53,7 +54,9 @@ def to_fp16(model: onnx.ModelProto, stripes: int, keep_fp32: Iterable[str] = ())
     g = m.graph
     floats = _float_tensors(m)
     roles = head_nodes(m, stripes)
-    fp32 = {*roles["pool"], *roles["tail"], *keep_fp32} | {n.name for n in g.node if n.op_type in FP32_OPS}
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 0)
+    ops = FP32_OPS if opset < 19 else FP32_OPS - QDQ_OPS  # opset 19 gave Q/DQ float16 scales
+    fp32 = {*roles["pool"], *roles["tail"], *keep_fp32} | {n.name for n in g.node if n.op_type in ops}
     region = {i.name: F32 for i in g.input}  # type each float tensor is stored in
     inits = {i.name: i for i in g.initializer}
     consumers: dict[str, set[int]] = {}

@@ -37,7 +37,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help=f"range method: {', '.join(METHODS)} (default percentile 99.99: measured closest to fp32 "
                         "here; entropy clipped too hard, see report.md of an export)")
     p.add_argument("--calib-cache", help="JSON range cache to reuse and update (default: <out>/calib_cache.json)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17: TensorRT 8.5+ parses it)")
+    p.add_argument("--opset", type=int, default=17,
+                   help="ONNX opset (default 17: TensorRT 8.5+ parses it; 19+: the TensorRT int8 graph gets fp16 "
+                        "Q/DQ scales and fp16 around them, for TensorRT 10+ only)")
     p.add_argument("--batch-check", type=int, default=4, help="batch size of the dynamic-batch check (default 4)")
     return p
 
@@ -80,8 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         from .pipeline import ExportConfig, run_export, write_outputs
-        from .report import write_report
-        from .reporting import build_report
+        from .report import build_report, write_report
         from .source import find_checkpoint, load_source
 
         ckpt = Path(a.checkpoint) if a.checkpoint else find_checkpoint()

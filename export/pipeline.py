@@ -26,9 +26,9 @@ from . import checks as C
 from .data import ExportData, for_modality, gather, load
 from .fp16 import to_fp16
 from .fuse import deploy_encoder
-from .graph import check_io, check_normalization, check_structure, export_onnx, op_counts
-from .int8 import calibrate, choose_float_layers
-from .quantize import RECIPES
+from .graph import Check, check_io, check_normalization, check_structure, export_onnx, op_counts
+from .int8_calibration import calibrate, choose_float_layers
+from .qdq import RECIPES, placement_problems
 from .source import Source
 
 __all__ = ["ExportConfig", "Exported", "run_export"]
@@ -127,16 +127,26 @@ def _int8_stage(src: Source, cfg: ExportConfig, m: str, graph: onnx.ModelProto, 
         runners[target] = C.OrtModel(blob)
         fig[target] = {**C.agreement(ref, runners[target](held), C.BARS["int8_mean_cos"], C.BARS["int8_min_cos"]),
                        "file": model_file("", m, "int8", target).name, "purpose": RECIPES[target].purpose,
-                       "graph": [c.as_dict() for c in check_io(proto, spec.input_height, spec.input_width,
-                                                               spec.embedding_dim)],
+                       "graph": [c.as_dict() for c in [*check_io(proto, spec.input_height, spec.input_width,
+                                                                 spec.embedding_dim), _placement_check(proto, target)]],
                        "ops": {k: v for k, v in op_counts(proto).items()
                                if k in ("QuantizeLinear", "DequantizeLinear", "Cast")}}
         if not fig[target]["passed"]:
             out.soft_failures.append(f"{m}: int8 ({target}) vs fp32 on held-out images: {fig[target]['mean_cos']:.4f} mean")
+        out.soft_failures += [f"{m}: int8 ({target}) graph: {c['name']}: {c['detail']}" for c in fig[target]["graph"]
+                              if not c["passed"]]
         out.files[model_file("", m, "int8", target).name] = blob
     out.report["encoders"][m]["int8"] = fig
     out.specs[m] = spec.replace(calibration=calibration)
     return runners
+
+
+def _placement_check(model: onnx.ModelProto, target: str) -> Check:
+    problems = placement_problems(model, target)
+    rule = ("Conv/Gemm inputs, weights and residual inputs quantised, no Q on a weighted layer's output"
+            if target == "trt" else "every Conv DQ -> Conv -> Q (ONNX Runtime's QLinearConv)")
+    return Check("Q/DQ placement", not problems, f"{rule}: " + ("kept" if not problems else
+                                                                 f"{len(problems)} breaks, e.g. {problems[0]}"))
 
 
 def _ranking_stage(data: ExportData, sessions: dict[str, dict[str, C.Embed]], out: Exported) -> None:

@@ -28,8 +28,10 @@ root. The data checksum (and that every value is finite) is checked in full once
 identity: after a full check, or after writing, ``<index>.verified`` records the file's
 (st_dev, st_ino, size, mtime_ns, ctime_ns); an open whose fstat matches it skips the re-hash. Any
 write to the file, a replacement or a copy changes that identity (ctime cannot be set back from
-user space), so a damaged or edited index is re-hashed and refused. Bit rot under an unchanged
-inode is what ``irreid-edge index --verify`` (``verify=True``: always re-hash) is for. The cost
+user space), so a damaged or edited index is re-hashed and refused. Two things keep an identity
+and are what ``irreid-edge index --verify`` (``verify=True``: always re-hash) is for: bit rot
+under an unchanged inode, and an in-place write within the same clock tick (a few ms: file
+times are coarse) as the check that left the marker. The cost
 per open is in docs/getting-started.md, "A damaged index, huge images, odd files" (bench/index_open_bench.py).
 
 Rank in float32 (numpy float16 matmul is much slower). Readers never take a lock: writers replace

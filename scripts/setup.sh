@@ -17,12 +17,13 @@ if ! "$VPY" -c "import torch, torchvision" 2>/dev/null; then
   echo "setup: installing torch 2.14.1 + torchvision 0.29.1"
   "$VPY" -m pip install -q torch==2.14.1 torchvision==0.29.1
 fi
-echo "setup: installing irreid-edge[train,export,search,dev]"
-"$VPY" -m pip install -q -e ".[train,export,search,dev]"
+echo "setup: installing irreid-edge[train,export,search,serve,milvus,dev]"
+"$VPY" -m pip install -q -e ".[train,export,search,serve,milvus,dev]"
 # Type stubs for TensorRT only: their dependency `tensorrt` cannot install off NVIDIA hardware.
 "$VPY" -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
 
-# System libraries for the native runtime (runtime/cpp); its tests skip with a reason without them.
+# System packages: libraries for the native runtime (runtime/cpp) and chromium for the operator-page test;
+# those tests skip with a reason without them.
 if [ -f scripts/apt-packages.txt ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=$(while read -r pkg; do [ -n "$pkg" ] && ! dpkg -s "$pkg" >/dev/null 2>&1 && echo "$pkg"; done < scripts/apt-packages.txt || true)
   if [ -n "$missing" ]; then

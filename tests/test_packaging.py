@@ -38,6 +38,7 @@ def test_wheel_contains_the_four_packages_and_entry_point(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for pkg in ("runtime", "train", "export", "calib"):
         assert f"{pkg}/__init__.py" in names, pkg
+    assert "runtime/serve/page.html" in names  # serve's operator page is package data
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "irreid-edge = runtime.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
 

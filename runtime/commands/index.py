@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     add_model_arguments(p)
     add_index_arguments(p)
+    from ._store import add_index_store_arguments
+
+    add_index_store_arguments(p)
 
 
 def _verify(args: argparse.Namespace, index_path: Path) -> int:
@@ -51,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
     positive(args.batch, "--batch")
     finite(args.checkpoint_every, "--checkpoint-every", low=float("-inf"))
+    if args.store:
+        from ._store import run_index
+
+        return run_index(args)
     index_path = Path(args.index) if args.index else default_index_path(args.gallery)
     if args.verify:
         return _verify(args, index_path)

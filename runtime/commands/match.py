@@ -9,6 +9,10 @@ JSON output (``--json``), one object on stdout::
                  "results": [{"rank": 1, "distance": float, "path": gallery-relative path}, ...]}],
      "skipped": [{"path": str, "reason": str}]}
 
+With ``--store URI`` (docs/fleet.md) the gallery is a Milvus store: "store" and "collection" replace
+"index" and "index_stats", "filters" echoes --camera/--device/--since/--until, and each result also has
+the entry's "id", "camera", "timestamp", "modality" and "device".
+
 distance = 1 - cosine; with ``--rerank`` it is the k-reciprocal distance and each result also has
 "cosine_distance". ``--threshold D`` drops results whose cosine distance is above D.
 """
@@ -33,7 +37,7 @@ HELP = "rank gallery crops for one or more probe crops (IR probe vs colour galle
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe", nargs="+", required=True, help="probe image(s) and/or folders of probes")
-    p.add_argument("--gallery", required=True, help="folder of gallery crops")
+    p.add_argument("--gallery", help="folder of gallery crops (required unless --store)")
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--show", metavar="PNG", help="write a rank-list picture (green: same id, red: different)")
@@ -51,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use the index as it is, without checking the gallery for changes")
     add_model_arguments(p)
     add_index_arguments(p)
+    from ._store import add_match_store_arguments
+
+    add_match_store_arguments(p)
 
 
 def expand_probes(items: list[str], follow_links: bool) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -184,6 +191,11 @@ def run(args: argparse.Namespace) -> int:
     positive(args.batch, "--batch")
     finite(args.threshold, "--threshold")
     finite(args.checkpoint_every, "--checkpoint-every", low=float("-inf"))
+    from ._store import check_local_match_args, run_match
+
+    if args.store:
+        return run_match(args)
+    check_local_match_args(args)
     t0 = time.perf_counter()
     quiet_notes = args.quiet
 

@@ -6,5 +6,6 @@ CLI, the Python API and ``irreid-edge serve`` talk to any of them the same way.
 """
 
 from .base import Entry, Filters, GalleryStore, Hit
+from .uri import StoreError, open_store
 
-__all__ = ["Entry", "Filters", "GalleryStore", "Hit"]
+__all__ = ["Entry", "Filters", "GalleryStore", "Hit", "StoreError", "open_store"]

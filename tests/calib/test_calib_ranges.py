@@ -49,7 +49,7 @@ def test_nonnegative_tensor_keeps_zero_floor() -> None:
 
 
 def test_unknown_method_refused() -> None:
-    with pytest.raises(ValueError, match="valid: entropy, minmax, percentile"):
+    with pytest.raises(ValueError, match="valid: entropy, minmax, mse, percentile"):
         needs_histogram("kl")
     with pytest.raises(ValueError, match="histogram"):
         c = RangeCollector()
@@ -70,3 +70,16 @@ def test_cache_round_trip_and_lookup(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(CalibCacheError, match="not an irreid-edge range cache"):
         read_cache(tmp_path / "bad.json")
+
+
+def test_mse_threshold_has_the_least_quantisation_error() -> None:
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.laplace(0, 1, 100_000), [30.0, -25.0]]).astype(np.float32)  # heavy tails, outliers
+    r = {m: collect(_batches(x), m)["t"] for m in ("minmax", "mse")}
+
+    def err(t: float) -> float:  # symmetric int8 with threshold t, on the data themselves
+        s = t / 127
+        return float(((x - np.clip(np.round(x / s), -127, 127) * s) ** 2).sum())
+
+    best = min(err(t) for t in np.linspace(2.0, 30.0, 57))
+    assert r["mse"].hi < r["minmax"].hi and err(r["mse"].hi) <= 1.02 * best

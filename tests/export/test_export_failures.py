@@ -29,7 +29,7 @@ def test_collapsed_model_is_refused_and_nothing_written(tiny_run: Path, tmp_path
 
 def test_bad_arguments_are_refused(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["--calib-method", "kl"]) == 2
-    assert "valid: entropy, minmax, percentile" in capsys.readouterr().err
+    assert "valid: entropy, minmax, mse, percentile" in capsys.readouterr().err
     assert main(["--calib", "x"]) == 2
     assert "need --int8" in capsys.readouterr().err
 

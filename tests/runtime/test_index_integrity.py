@@ -202,7 +202,8 @@ def test_damaged_index_is_refused_by_match_and_index(tmp_path: Path, model: Path
     assert "Traceback" not in proc.stderr
     proc = _index_cli(gallery, model, check=False)
     assert proc.returncode == 2 and "up to date" not in proc.stdout and "corrupted index" in proc.stderr
-    assert json.loads(_index_cli(gallery, model, "--rebuild", "--json").stdout)["embedded"] == 6
+    if edit == "bit_flip":  # the fix the message names works (once: each run is a few CLI starts)
+        assert json.loads(_index_cli(gallery, model, "--rebuild", "--json").stdout)["embedded"] == 6
 
 
 def test_another_gallerys_index_is_refused(tmp_path: Path, model: Path) -> None:

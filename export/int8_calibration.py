@@ -25,7 +25,7 @@ from runtime.spec import ModelSpec
 
 from .checks import BARS, OrtModel, agreement
 from .graph import head_nodes
-from .quantize import quantize
+from .qdq import quantize
 
 __all__ = ["CANDIDATES", "Int8Result", "calibrate", "choose_float_layers"]
 

@@ -1,0 +1,395 @@
+"""A GalleryStore on Milvus through pymilvus's ``MilvusClient``: Milvus Lite (the engine embedded in
+this process, data in PATH.db) or a Milvus standalone / cluster shared by a fleet of devices.
+
+One collection per model: ``<name>_<first 16 hex of the spec fingerprint>``, whose properties hold
+the full fingerprint and the spec JSON, so a collection is never searched with another model's
+embeddings (the same rule as the local index file, runtime/indexer.py ``check_spec``).
+
+Schema: ``id`` (the sha256 of the image bytes, primary key), ``vec`` (FLOAT_VECTOR, metric IP),
+``path``, ``camera``, ``ts`` (DOUBLE, nullable), ``modality``, ``device``.
+
+Vectors are stored as the local index holds them: L2-normalised, rounded to float16, re-normalised in
+float32 (runtime/index.py ``_unit_f16`` / ``as_float32``), so both stores rank the same vectors.
+Searches fetch a few more candidates than asked, re-score them exactly in float64 from the stored
+vectors and sort by (distance, id): results do not depend on the engine's summation order or on its
+order among equal scores, and an ANN index (HNSW, IVF_FLAT) changes only which candidates come back.
+
+Filters become Milvus boolean expressions. Strings are written as double-quoted literals with ``\\``
+and ``"`` escaped (Milvus Lite 3.2 has no filter templating, ``filter_params``), and metadata with
+control characters is refused at the door, so no value can change an expression's structure
+(tests/runtime/test_store_milvus.py feeds it quotes, backslashes and ``" or ...`` strings).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .base import Entry, Filters, Hit
+from .uri import StoreError, StoreURI
+
+if TYPE_CHECKING:
+    from ..spec import ModelSpec
+
+__all__ = ["MilvusStore", "filter_expression", "literal", "stored_rows"]
+
+MAX_PATH_BYTES = 4096
+MAX_LABEL_BYTES = 256
+_MAX_LIMIT = 16384  # Milvus's ceiling on a search's limit (topk)
+_ID_CHUNK = 1000  # ids per get/delete request
+_OUTPUT = ["path", "camera", "ts", "modality", "device"]
+
+
+def _pymilvus() -> Any:
+    try:
+        import pymilvus
+    except ImportError:
+        raise StoreError("a Milvus store needs pymilvus: `pip install 'irreid-edge[milvus]'` (pymilvus + "
+                         "milvus-lite), or leave --store out for the local index file") from None
+    # pymilvus logs every failed RPC with a traceback before raising it; the error reaches the user
+    # once, as a StoreError line, so its own log is silenced below CRITICAL.
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    return pymilvus
+
+
+def literal(text: str) -> str:
+    """A Milvus string literal for ``text`` (double quotes; backslash and quote escaped)."""
+    _check_label(text, "filter value", MAX_PATH_BYTES)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _number(x: float, what: str) -> str:
+    if not math.isfinite(x):
+        raise StoreError(f"{what} {x!r} is not a finite number of seconds since the epoch")
+    return repr(float(x))
+
+
+def filter_expression(filters: Filters | None) -> str:
+    """The Milvus boolean expression of ``filters`` ("" for none). Entries without a timestamp never
+    pass a time filter."""
+    if filters is None or filters.is_empty():
+        return ""
+    parts = []
+    if filters.cameras is not None:
+        parts.append(f"camera in [{', '.join(literal(c) for c in filters.cameras)}]")
+    if filters.devices is not None:
+        parts.append(f"device in [{', '.join(literal(d) for d in filters.devices)}]")
+    if filters.since is not None:
+        parts.append(f"ts >= {_number(filters.since, '--since')}")
+    if filters.until is not None:
+        parts.append(f"ts <= {_number(filters.until, '--until')}")
+    return " and ".join(f"({p})" for p in parts)
+
+
+def _check_label(text: str, what: str, max_bytes: int) -> None:
+    if not isinstance(text, str):
+        raise StoreError(f"{what} {text!r} must be a string")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise StoreError(f"{what} {text!r} contains control characters; use printable text")
+    if len(text.encode("utf-8")) > max_bytes:
+        raise StoreError(f"{what} {text[:40]!r}... is longer than {max_bytes} bytes; shorten it")
+
+
+def _is_sha256(text: object) -> bool:
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def _check_entry(e: Entry) -> None:
+    if not _is_sha256(e.id):
+        raise StoreError(f"entry id {e.id!r} is not a sha256 hex digest of the image bytes")
+    _check_label(e.path, "path", MAX_PATH_BYTES)
+    for what in ("camera", "modality", "device"):
+        _check_label(getattr(e, what), what, MAX_LABEL_BYTES)
+    if e.timestamp is not None:
+        _number(e.timestamp, f"timestamp of {e.path}")
+
+
+def stored_rows(embeddings: np.ndarray) -> np.ndarray:
+    """(N, D) float32 as the local index ranks them: normalised, float16-rounded, re-normalised."""
+    x = np.asarray(embeddings, dtype=np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = x.astype(np.float16).astype(np.float32)
+    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
+
+
+def _collection_name(name: str, spec: ModelSpec) -> str:
+    return f"{name}_{spec.fingerprint()[:16]}"
+
+
+def _spec_line(spec_json: str | None, fp: str) -> str:
+    try:
+        s = json.loads(spec_json or "{}")
+        return f"{s.get('name')}/{s.get('modality')}/{s.get('precision')} (fingerprint {fp[:12]})"
+    except (ValueError, AttributeError):
+        return f"fingerprint {fp[:12]}"
+
+
+class MilvusStore:
+    """The gallery of one model in one Milvus collection. Open with ``runtime.store.open_store``."""
+
+    def __init__(self, client: Any, uri: StoreURI, spec: ModelSpec, collection: str, index: str) -> None:
+        self.client, self.uri, self.spec, self.collection, self.index = client, uri, spec, collection, index
+        self.rescore_margin = 8  # extra candidates fetched beyond top_k (see the module docstring)
+        self._added = 0  # rows added since opening: close() seals them (see close)
+
+    # -- opening ---------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, uri: StoreURI, spec: ModelSpec, *, create: bool = False, token: str = "") -> MilvusStore:
+        pm = _pymilvus()
+        client = _connect(pm, uri, token)
+        try:
+            collection = _collection_name(uri.name, spec)
+            if client.has_collection(collection):
+                index = _check_existing(client, uri, spec, collection)
+                # a reopened collection is "released"; loading a loaded one is a no-op
+                client.load_collection(collection)
+            elif create:
+                index = _create(pm, client, uri, spec, collection)
+            else:
+                raise StoreError(_missing_message(client, uri, spec))
+        except BaseException:
+            client.close()
+            raise
+        return cls(client, uri, spec, collection, index)
+
+    # -- the GalleryStore protocol ---------------------------------------------------------------
+    def __len__(self) -> int:
+        rows = self._call("count", self.client.query, self.collection, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the store already holds.
+
+        Anything but a sha256 hex digest cannot be an entry's id (``add`` refuses it) and is dropped
+        before the lookup: pymilvus writes the ids of ``get``/``delete`` into a filter expression
+        unescaped (pymilvus/milvus_client/base.py ``_pack_pks_expr``), so ``' or id != '`` would
+        otherwise select, or delete, every row."""
+        found: set[str] = set()
+        ids = [i for i in dict.fromkeys(ids) if _is_sha256(i)]
+        for s in range(0, len(ids), _ID_CHUNK):
+            rows = self._call("get", self.client.get, self.collection, ids=ids[s:s + _ID_CHUNK], output_fields=["id"])
+            found.update(str(r["id"]) for r in rows)
+        return found
+
+    def add(self, embeddings: np.ndarray, entries: Sequence[Entry]) -> int:
+        emb = np.asarray(embeddings)
+        if emb.ndim != 2 or emb.shape[0] != len(entries):
+            raise StoreError(f"embeddings {emb.shape} do not match {len(entries)} entries")
+        if emb.shape[1] != self.spec.embedding_dim:
+            raise StoreError(f"embedding dim {emb.shape[1]} != the model's {self.spec.embedding_dim}")
+        for e in entries:
+            _check_entry(e)
+        first = {e.id: i for i, e in reversed(list(enumerate(entries)))}  # the first of duplicate ids
+        have = self.existing(list(first))
+        rows = [i for i in sorted(first.values()) if entries[i].id not in have]
+        if not rows:
+            return 0
+        vecs = stored_rows(emb[rows])
+        step = max(1, (16 << 20) // (4 * emb.shape[1]))  # ~16 MB of vectors per request
+        for s in range(0, len(rows), step):
+            data = [_row(entries[i], vecs[s + j]) for j, i in enumerate(rows[s:s + step])]
+            # upsert, not insert: Milvus does not enforce unique primary keys on insert, and two
+            # devices racing to add the same image must still leave one row.
+            self._call("upsert", self.client.upsert, self.collection, data)
+        self._added += len(rows)
+        return len(rows)
+
+    def remove(self, ids: Sequence[str]) -> int:
+        have = sorted(self.existing(ids))
+        for s in range(0, len(have), _ID_CHUNK):
+            self._call("delete", self.client.delete, self.collection, ids=have[s:s + _ID_CHUNK])
+        return len(have)
+
+    def search(self, queries: np.ndarray, top_k: int, filters: Filters | None = None) -> list[list[Hit]]:
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if q.shape[1] != self.spec.embedding_dim:
+            raise StoreError(f"probe embeddings have dim {q.shape[1]} but the gallery has "
+                             f"{self.spec.embedding_dim}; use the same model for both")
+        if top_k < 1 or q.shape[0] == 0:
+            return [[] for _ in range(q.shape[0])]
+        fetch = min(top_k + self.rescore_margin, _MAX_LIMIT)
+        expr = filter_expression(filters)
+        out: list[list[Hit]] = []
+        for s in range(0, q.shape[0], 256):  # bounded request size
+            res = self._call("search", self.client.search, self.collection, data=list(q[s:s + 256]), limit=fetch,
+                             filter=expr, output_fields=[*_OUTPUT, "vec"],
+                             search_params={"metric_type": "IP", "params": self._search_params(fetch)})
+            out += [_rescore(q[s + i], hits, top_k) for i, hits in enumerate(res)]
+        return out
+
+    def close(self) -> None:
+        """Milvus acknowledges a write once it is durable (its write-ahead log), so no accepted
+        write waits on this. After adds, close flushes once: that seals the new rows into segments
+        that get the vector index, where unsealed ("growing") rows are searched by brute force
+        (slow in Milvus Lite; docs/fleet.md). Closing also stops Milvus Lite's engine."""
+        if self.client is None:
+            return
+        try:
+            self.flush()
+        finally:
+            client, self.client = self.client, None
+            client.close()
+
+    def flush(self) -> None:
+        """Seal the rows added since the last flush (a long-lived writer such as serve may call it
+        after a burst of adds; Milvus also seals on its own as segments fill)."""
+        if self._added:
+            self._call("flush", self.client.flush, self.collection)
+            self._added = 0
+
+    def __enter__(self) -> MilvusStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def info(self) -> dict[str, Any]:
+        return {"store": self.uri.text, "kind": self.uri.kind, "collection": self.collection, "index": self.index,
+                "count": len(self)}
+
+    # -- internals -------------------------------------------------------------------------------
+    def _search_params(self, fetch: int) -> dict[str, int]:
+        o = self.uri.options
+        if self.index == "hnsw":
+            return {"ef": max(o.get("ef", 64), fetch)}
+        if self.index == "ivf_flat":
+            return {"nprobe": o.get("nprobe", 16)}
+        return {}
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.client is None:
+            raise StoreError(f"{self.uri.text}: the store is closed")
+        try:
+            return fn(*args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as e:  # pymilvus raises MilvusException and gRPC errors; one line for the CLI
+            raise StoreError(f"{self.uri.text}: Milvus {what} failed: {_one_line(e)}") from e
+
+
+def _one_line(e: BaseException) -> str:
+    msg = getattr(e, "message", None) or str(e) or type(e).__name__
+    return " ".join(str(msg).split())[:300]
+
+
+def _row(e: Entry, vec: np.ndarray) -> dict[str, Any]:
+    return {"id": e.id, "vec": vec, "path": e.path, "camera": e.camera, "ts": e.timestamp,
+            "modality": e.modality, "device": e.device}
+
+
+def _rescore(q: np.ndarray, hits: Sequence[Any], top_k: int) -> list[Hit]:
+    if not hits:
+        return []
+    ids = [str(h["id"]) for h in hits]
+    g = np.asarray([h["entity"]["vec"] for h in hits], dtype=np.float64)
+    d = np.clip(1.0 - g @ q.astype(np.float64), 0.0, 2.0)
+    order = sorted(range(len(ids)), key=lambda i: (d[i], ids[i]))[:top_k]
+    out = []
+    for rank, i in enumerate(order, start=1):
+        ent = hits[i]["entity"]
+        ts = ent.get("ts")
+        entry = Entry(id=ids[i], path=ent.get("path", ""), camera=ent.get("camera", ""),
+                      timestamp=None if ts is None else float(ts), modality=ent.get("modality", ""),
+                      device=ent.get("device", ""))
+        out.append(Hit(rank=rank, distance=float(d[i]), entry=entry))
+    return out
+
+
+def _connect(pm: Any, uri: StoreURI, token: str) -> Any:
+    if uri.kind == "milvus-lite":
+        import os
+
+        folder = os.path.dirname(uri.target)
+        if not os.path.isdir(folder):
+            raise StoreError(f"{uri.text}: folder {folder} does not exist; create it or pick another path")
+        try:
+            import milvus_lite  # noqa: F401  (pymilvus loads it by name; say what to install if absent)
+        except ImportError:
+            raise StoreError(f"{uri.text}: Milvus Lite is not installed: `pip install milvus-lite` "
+                             "(or `pip install 'irreid-edge[milvus]'`)") from None
+    t0 = time.monotonic()
+    try:
+        return pm.MilvusClient(uri=uri.target, token=token, timeout=15)
+    except Exception as e:
+        text = _one_line(e)
+        cause = e.__context__ or e.__cause__
+        if uri.kind == "milvus-lite" and ("lock" in text.lower() or "lock" in str(cause).lower()
+                                          or "Open local milvus failed" in text):
+            raise StoreError(f"{uri.text}: Milvus Lite could not open {uri.target} ({text}); another process "
+                             "may hold it (Milvus Lite serves one process at a time): stop that process, or "
+                             "share the gallery through a Milvus server (milvus://HOST:19530, docs/fleet.md)") from None
+        raise StoreError(f"{uri.text}: cannot connect to Milvus at {uri.target} after "
+                         f"{time.monotonic() - t0:.0f}s ({text}); is the server running and reachable? "
+                         "(docs/fleet.md has the docker compose / helm links)") from None
+
+
+def _properties(client: Any, collection: str) -> dict[str, str]:
+    desc = client.describe_collection(collection)
+    return {str(k): str(v) for k, v in (desc.get("properties") or {}).items()}
+
+
+def _check_existing(client: Any, uri: StoreURI, spec: ModelSpec, collection: str) -> str:
+    props = _properties(client, collection)
+    fp = props.get("irreid.fingerprint", "")
+    if fp != spec.fingerprint():
+        raise StoreError(
+            f"{uri.text}: collection {collection} was made with another model ({_spec_line(props.get('irreid.spec'), fp)}) "
+            f"than this run ({spec.name}/{spec.modality}/{spec.precision}, fingerprint {spec.fingerprint()[:12]}); "
+            "pass the model it was built with, or give this gallery another name (milvus://HOST/NAME or "
+            "?collection=NAME)")
+    return props.get("irreid.index", "flat")
+
+
+def _galleries(client: Any, name: str) -> list[str]:
+    out = []
+    for c in sorted(client.list_collections()):
+        if c.startswith(f"{name}_"):
+            props = _properties(client, c)
+            if "irreid.fingerprint" in props:
+                out.append(_spec_line(props.get("irreid.spec"), props["irreid.fingerprint"]))
+    return out
+
+
+def _missing_message(client: Any, uri: StoreURI, spec: ModelSpec) -> str:
+    held = _galleries(client, uri.name)
+    what = (f"it holds galleries of {', '.join(held)}; pass the same --model/--gallery-modality/--precision "
+            "as the `index --store` run that filled it, or" if held else "it is empty;")
+    return (f"{uri.text}: no gallery for this model ({spec.name}/{spec.modality}/{spec.precision}, fingerprint "
+            f"{spec.fingerprint()[:12]}); {what} fill it with `irreid-edge index --store {uri.text} --gallery DIR`")
+
+
+def _create(pm: Any, client: Any, uri: StoreURI, spec: ModelSpec, collection: str) -> str:
+    from .. import __version__
+
+    dt = pm.DataType
+    schema = pm.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", dt.VARCHAR, is_primary=True, max_length=64)
+    schema.add_field("vec", dt.FLOAT_VECTOR, dim=spec.embedding_dim)
+    schema.add_field("path", dt.VARCHAR, max_length=MAX_PATH_BYTES)
+    schema.add_field("camera", dt.VARCHAR, max_length=MAX_LABEL_BYTES)
+    schema.add_field("ts", dt.DOUBLE, nullable=True)
+    schema.add_field("modality", dt.VARCHAR, max_length=MAX_LABEL_BYTES)
+    schema.add_field("device", dt.VARCHAR, max_length=MAX_LABEL_BYTES)
+    o = uri.options
+    params: dict[str, int] = {}
+    if uri.index == "hnsw":
+        params = {"M": o.get("M", 16), "efConstruction": o.get("efConstruction", 200)}
+    elif uri.index == "ivf_flat":
+        params = {"nlist": o.get("nlist", 1024)}
+    index_params = client.prepare_index_params()
+    index_params.add_index(field_name="vec", index_type=uri.index.upper(), metric_type="IP", params=params)
+    props = {"irreid.fingerprint": spec.fingerprint(), "irreid.spec": spec.to_json(), "irreid.index": uri.index,
+             "irreid.created_by": f"irreid-edge {__version__}"}
+    try:
+        # Strong consistency: a device that just added an image finds it (re-adding stays idempotent).
+        client.create_collection(collection, schema=schema, index_params=index_params, consistency_level="Strong",
+                                 properties=props)
+    except Exception as e:
+        raise StoreError(f"{uri.text}: cannot create collection {collection}: {_one_line(e)}") from e
+    return uri.index

@@ -1,0 +1,140 @@
+"""Q/DQ placement of the int8 graphs, walked node by node.
+
+TensorRT (developer guide, "Q/DQ Layer-Placement Recommendations"; NVIDIA pytorch-quantization's
+ResNet ``residual_quantizer``): every Conv reads its activation and weight through a
+DequantizeLinear; no QuantizeLinear on a Conv/Gemm output except a skip connection's identity input
+(a downsample conv's output); the residual input of each skip Add is quantised. ONNX Runtime on a
+CPU: every backbone Conv is DQ -> Conv -> Q, the pattern its QLinearConv fusion needs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from helpers_export import randomise_bn
+from onnx import TensorProto
+
+from calib.activations import ActivationRunner
+from calib.ranges import collect
+from export.fuse import deploy_encoder
+from export.graph import export_onnx
+from export.qdq import placement_problems, quantize
+from train.models import create_model
+
+
+def _maps(model: onnx.ModelProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    return producer, consumers
+
+
+def _assert_trt_placement(model: onnx.ModelProto) -> int:
+    """The TensorRT rule, checked here independently of export.qdq; returns the residual Qs on conv outputs."""
+    producer, consumers = _maps(model)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs and all(producer[c.input[0]].op_type == "DequantizeLinear" for c in convs)
+    assert all(producer[c.input[1]].op_type == "DequantizeLinear" for c in convs)
+    on_conv = [q for q in model.graph.node if q.op_type == "QuantizeLinear" and q.input[0] in producer
+               and producer[q.input[0]].op_type in ("Conv", "Gemm")]
+    for q in on_conv:  # only the identity branch of a skip connection (the downsample conv's output)
+        (dq,) = consumers[q.output[0]]
+        readers = consumers[dq.output[0]]
+        assert [r.op_type for r in readers] == ["Add"], q.name
+        other = next(i for i in readers[0].input if i != dq.output[0])
+        assert producer[other].op_type == "Conv"  # the main branch enters the Add unquantised (fused)
+    adds = [a for a in model.graph.node if a.op_type == "Add" and all(i in producer for i in a.input)
+            and {producer[i].op_type for i in a.input} & {"Conv"}]
+    assert adds and all(any(producer[i].op_type == "DequantizeLinear" for i in a.input) for a in adds)
+    return len(on_conv)
+
+
+def test_every_exported_trt_graph_keeps_the_placement(exported: tuple[Path, subprocess.CompletedProcess[str]],
+                                                      report: dict) -> None:
+    out, _ = exported
+    graphs = sorted(out.glob("*.int8.onnx"))
+    assert [g.name for g in graphs] == ["ir.int8.onnx", "rgb.int8.onnx"]
+    for path in graphs:
+        model = onnx.load(path)
+        assert _assert_trt_placement(model) == 3  # ResNet-18: layer2..4 open with a downsample block
+        assert placement_problems(model, "trt") == []
+        assert not [n for n in model.graph.node if n.op_type == "Cast"]
+    for m in ("rgb", "ir"):
+        for target in ("cpu", "trt"):
+            checks = {c["name"]: c for c in report["encoders"][m]["int8"][target]["graph"]}
+            assert checks["Q/DQ placement"]["passed"], checks["Q/DQ placement"]
+
+
+def test_every_exported_cpu_graph_feeds_qlinearconv(exported: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, _ = exported
+    for path in sorted(out.glob("*.int8-cpu.onnx")):
+        model = onnx.load(path)
+        producer, consumers = _maps(model)
+        convs = [n for n in model.graph.node if n.op_type == "Conv"]
+        assert all(producer[c.input[0]].op_type == "DequantizeLinear" for c in convs)
+        backbone = [c for c in convs if "head" not in c.name]
+        assert backbone and all({r.op_type for r in consumers[c.output[0]]} == {"QuantizeLinear"} for c in backbone)
+        assert placement_problems(model, "cpu") == []
+        assert placement_problems(model, "trt")  # ONNX Runtime's form quantises conv outputs: not TensorRT's
+
+
+@pytest.fixture(scope="module")
+def tiny_graphs() -> dict[int, tuple[onnx.ModelProto, dict]]:
+    torch.manual_seed(0)
+    model = create_model("dat_resnet18", embed_dim=16).eval()
+    randomise_bn(model)
+    rng = np.random.default_rng(0)
+    batches = [rng.uniform(0, 255, (4, 3, 64, 32)).astype(np.float32) for _ in range(2)]
+    out = {}
+    for opset in (17, 19):
+        g = export_onnx(deploy_encoder(model, "rgb", 64, 32), 64, 32, model.embedding_dim, opset)
+        out[opset] = (g, collect(ActivationRunner(g).outputs(batches), "percentile"))
+    return out
+
+
+def _cosines(a: onnx.ModelProto, b: onnx.ModelProto) -> np.ndarray:
+    x = np.random.default_rng(1).uniform(0, 255, (4, 3, 64, 32)).astype(np.float32)
+    ya, yb = (ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+              for m in (a, b))
+    return (ya * yb).sum(1) / np.linalg.norm(ya, axis=1) / np.linalg.norm(yb, axis=1)
+
+
+def test_opset19_trt_graph_has_fp16_scales_and_no_cast_before_a_layer(tiny_graphs: dict) -> None:
+    g, ranges = tiny_graphs[19]
+    q = quantize(g, ranges, "trt", 3)
+    _, consumers = _maps(q)
+    inits = {i.name: i for i in q.graph.initializer}
+    dqs = [n for n in q.graph.node if n.op_type == "DequantizeLinear"]
+    assert dqs and all(inits[n.input[1]].data_type == TensorProto.FLOAT16 for n in dqs)  # opset 19: fp16 scales
+    assert all(consumers[n.output[0]][0].op_type != "Cast" for n in dqs)
+    assert _assert_trt_placement(q) == 3 and placement_problems(q, "trt") == []
+    assert _cosines(g, q).min() > 0.99
+
+
+def test_opset17_trt_graph_is_float32_around_and_close_to_fp32(tiny_graphs: dict) -> None:
+    g, ranges = tiny_graphs[17]
+    q = quantize(g, ranges, "trt", 3)
+    inits = {i.name: i for i in q.graph.initializer}
+    scales = [inits[n.input[1]] for n in q.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert scales and all(s.data_type == TensorProto.FLOAT for s in scales)
+    assert _cosines(g, q).min() > 0.99
+
+
+def test_excluded_layers_stay_float_and_lose_their_residual_quantizer(tiny_graphs: dict) -> None:
+    g, ranges = tiny_graphs[17]
+    last = [n.name for n in g.graph.node if "/layer4/layer4.1/" in n.name]
+    q = quantize(g, ranges, "trt", 3, exclude=last)
+    producer, _ = _maps(q)
+    kept = [n for n in q.graph.node if n.name in last and n.op_type in ("Conv", "Add")]
+    assert kept and all(producer[i].op_type != "DequantizeLinear" for n in kept for i in n.input if i in producer)
+    problems = placement_problems(q, "trt")  # the rule reports exactly the float convs, nothing else
+    assert len(problems) == 2 * sum(n.op_type == "Conv" for n in kept)
+    assert all(any(name in p for name in last) for p in problems)
