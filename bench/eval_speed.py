@@ -36,7 +36,7 @@ def _one_run(args: argparse.Namespace, q_feat, q_pids, q_cams, galleries) -> tup
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--queries", type=int, default=3803)
     p.add_argument("--gallery", type=int, default=301)

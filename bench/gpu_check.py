@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: make runtime/ and train/ impor
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--model", help="exported model folder (default: newest export under ./runs, else build one)")
     p.add_argument("--arch", default="dat_resnet50", help="architecture when building a model (train.models)")
     p.add_argument("--modality", default="ir", choices=["rgb", "ir"])
@@ -117,7 +117,7 @@ def ort_rows(model_dir: Path, args: argparse.Namespace, batches: list[int], dead
     backends = ["onnxruntime-cpu"] + (["onnxruntime-cuda"] if "CUDAExecutionProvider" in available_providers() else [])
     cpu_enc = None
     for backend in backends:
-        enc = open_encoder(model_dir, args.modality, backend=backend, threads=args.threads)
+        enc = open_encoder(model_dir, args.modality, "fp32", backend=backend, threads=args.threads)  # same graph on both
         cpu_enc = cpu_enc or enc
         h, w = enc.spec.input_height, enc.spec.input_width
         for b in batches:

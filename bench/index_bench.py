@@ -22,7 +22,7 @@ from runtime.indexer import update_index
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model")
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--workers", type=int, nargs="+", default=[2, 4])

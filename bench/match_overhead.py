@@ -36,7 +36,7 @@ def wall(cmd: list[str], runs: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--n", type=int, default=1000)

@@ -37,7 +37,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=list_models(), choices=list_models())
     p.add_argument("--sizes", nargs="+", type=_size, default=[(288, 144), (128, 64)], help="HxW")
     p.add_argument("--stripes", nargs="+", type=int, default=[3])

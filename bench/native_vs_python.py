@@ -53,7 +53,7 @@ print(json.dumps({"model": idx.spec.name, "backend": "precomputed", "probes": [{
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--native", default=str(ROOT / "build" / "runtime" / "cpp" / "irreid-edge-native"),
                    help="the irreid-edge-native binary (cmake -S . -B build && cmake --build build)")
     p.add_argument("--count", type=int, default=10_000, help="gallery entries in the index")

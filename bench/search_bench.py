@@ -145,7 +145,7 @@ def bench(n: int, d: int, nq: int, only: list[str]) -> tuple[dict[str, float], l
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
     p.add_argument("--dim", type=int, default=1536)
     p.add_argument("--queries", type=int, default=20)

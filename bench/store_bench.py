@@ -1,7 +1,7 @@
 """Gallery stores at scale: insert throughput and top-10 latency, Milvus Lite vs the local index vs FAISS.
 
-    nice -n 10 python bench/store_bench.py --n 100000 --dim 1536
-    nice -n 10 python bench/store_bench.py --n 1000000 --dim 256 --only local-numpy faiss-flat milvus-flat
+    python bench/store_bench.py --n 100000 --dim 1536
+    python bench/store_bench.py --n 1000000 --dim 256 --only local-numpy faiss-flat milvus-flat
 
 Variants (all on the same N x D gallery, all kept in memory, then their searches timed in turns):
   local-numpy   the local index: runtime.index.write_index (float16 file, atomic), then

@@ -69,7 +69,7 @@ def evaluate(root: Path, trials: int, feature_fn) -> tuple[float, float]:  # typ
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     ap.add_argument("--ids", type=int, default=100, help="test identities")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--trials", type=int, default=10)

@@ -26,13 +26,13 @@ from train import losses as L
 from train.models import create_model
 
 
-def build(variant: str, classes: int, device: torch.device) -> tuple[torch.nn.Module, L.LossConfig, list, list]:
+def build(variant: str, classes: int, device: torch.device) -> tuple[torch.nn.Module, L.ObjectiveConfig, list, list]:
     torch.manual_seed(0)
     model = create_model("dat_resnet50", num_classes=classes, domain_levels=L.required_domain_levels(variant)).to(device)
     groups = model.param_groups()
     feat = torch.optim.SGD([*groups["pretrained"], *groups["new"]], lr=1e-3, momentum=0.9)
     disc = torch.optim.SGD(groups["domain"], lr=1e-2, momentum=0.9) if groups["domain"] else None
-    return model.train(), L.LossConfig(variant=variant), [feat], [disc] if disc else []
+    return model.train(), L.ObjectiveConfig(variant=variant), [feat], [disc] if disc else []
 
 
 def step(model, cfg, feat, disc, x, labels, modality) -> None:
@@ -54,7 +54,7 @@ def sync(device: torch.device) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--height", type=int, default=288)
     p.add_argument("--width", type=int, default=144)

@@ -23,11 +23,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.choices import MODALITIES
 from runtime.preprocess import is_image_path
 
 __all__ = ["MODALITIES", "CalibImage", "label_image", "scan_folders", "split_held_out", "stratified_sample"]
 
-MODALITIES = ("rgb", "ir")
 MARKET_NAME = re.compile(r"^(-?\d+)_c\d")
 IR_WORDS = frozenset({"ir", "nir", "thermal", "infrared", "cam3", "cam6"})
 

@@ -23,7 +23,7 @@ __all__ = ["get_args_parser", "main"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m export.onnx", description=__doc__,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m export.onnx", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="training checkpoint (default: best.pt, else last.pt, of the newest run "
                                         "under $IRREID_RUNS or ./runs)")

@@ -9,11 +9,13 @@ from typing import Any
 
 import torch
 
+from runtime.choices import MODALITIES
 from runtime.fileio import file_sha256
 from runtime.model_dir import runs_root
 from runtime.spec import ModelSpec
 from train.checkpoint import load_checkpoint
 from train.models import DATNet, create_model
+from train.plugins import load_plugins
 
 __all__ = ["Source", "find_checkpoint", "load_source"]
 
@@ -56,6 +58,7 @@ def _rebuild(ckpt: dict[str, Any], path: Path) -> DATNet:
     kwargs["pretrained"] = "none"  # the checkpoint's own weights follow
     if "num_classes" in ckpt:
         kwargs["num_classes"] = int(ckpt["num_classes"])
+    load_plugins((ckpt.get("config") or {}).get("plugins") or ())  # a backbone registered by the user's file
     model = create_model(str(mk["name"]), **kwargs)
     try:
         model.load_state_dict(ckpt["model"])
@@ -72,7 +75,7 @@ def load_source(path: str | os.PathLike[str]) -> Source:
     raw = ckpt.get("spec") or {}
     sha = file_sha256(p)
     specs = {}
-    for m in ("rgb", "ir"):
+    for m in MODALITIES:
         if m not in raw:
             raise ValueError(f"{p}: the checkpoint has no {m!r} spec; re-save it with python -m train.fit")
         specs[m] = ModelSpec.from_dict(raw[m]).replace(checkpoint_sha256=sha, embedding_dim=model.embedding_dim,

@@ -134,13 +134,14 @@ def open_encoder(model: str | os.PathLike[str], modality: str = "ir", precision:
     """Open the ``modality`` encoder of an export folder, or of a foreign ``.onnx`` (with its spec).
 
     ``precision=None`` takes the runtime's default (``irreid-edge``'s ``--precision`` default);
-    ``backend`` is one of ``runtime.encoder.BACKEND_CHOICES`` ("auto": TensorRT engine if built, else
+    ``backend`` is one of ``runtime.choices.INFERENCE_BACKEND_CHOICES`` ("auto": TensorRT engine if built, else
     the best ONNX Runtime provider). ``verbose`` prints the backend chosen, once, on stderr.
     """
+    from .choices import MODALITIES
     from .encoder import open_encoder as _open
 
-    if modality not in ("ir", "rgb"):
-        raise ValueError(f"modality {modality!r} is invalid; valid values: ir, rgb")
+    if modality not in MODALITIES:
+        raise ValueError(f"modality {modality!r} is invalid; valid values: {', '.join(MODALITIES)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     kw: dict[str, Any] = {} if precision is None else {"precision": precision}

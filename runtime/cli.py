@@ -19,20 +19,21 @@ from .errors import UserError, one_line
 __all__ = ["COMMANDS", "UserError", "build_parser", "main"]
 
 #: subcommand -> module under runtime.commands, in the order --help lists them
-COMMANDS = ("build", "index", "match", "embed", "bench", "spec", "serve")
+COMMANDS = ("build", "index", "match", "embed", "bench", "spec", "serve", "deepstream-config")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="irreid-edge",
+        allow_abbrev=False,  # `match --top 3` must not silently mean --top-k (issue 19)
         description="Cross-modal (infrared <-> colour) person re-identification on the edge: "
         "build engines, index galleries, match IR probes against colour crops.",
     )
     parser.add_argument("--version", action="version", version=f"irreid-edge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        mod = importlib.import_module(f"runtime.commands.{name}")
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod = importlib.import_module(f"runtime.commands.{name.replace('-', '_')}")
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, allow_abbrev=False)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser

@@ -3,9 +3,15 @@
 ``open_encoder`` takes an exported model folder (runtime.model_dir layout) or a single foreign
 ``.onnx`` described by ONNX metadata or a ``<file>.spec.json`` sidecar (``irreid-edge spec``), picks
 a backend in the order TensorRT -> ONNX Runtime TensorRT EP / CUDA EP -> ONNX Runtime CPU (printed
-once), and wraps it so that every encoder validates its input against the spec, normalises for
-foreign models, splits (or pads) batches to what the backend accepts and returns L2-normalised
-float32 embeddings. Heavy imports happen here lazily, never at module import.
+once, with the precision), and wraps it so that every encoder validates its input against the spec,
+normalises for foreign models, splits (or pads) batches to what the backend accepts and returns
+L2-normalised float32 embeddings. Heavy imports happen here lazily, never at module import.
+
+``precision="auto"`` (the default everywhere): the fastest TensorRT engine already built for this
+device (int8 > fp16 > fp32); without one, ONNX Runtime's best provider with the fp16 graph on a
+GPU provider (fp32 when not exported) and the fp32 graph on the CPU (int8-cpu only when asked: it
+trades accuracy). An explicit precision whose graph was not exported is an error, never a silent
+fp32 run.
 """
 
 from __future__ import annotations
@@ -20,14 +26,13 @@ from typing import Protocol
 import numpy as np
 
 from .backends import Runner
+from .choices import ENGINE_PRECISION_ORDER, INFERENCE_BACKEND_CHOICES, INFERENCE_BACKENDS, PRECISION_CHOICES
 from .fileio import file_sha256, open_regular
 from .model_dir import model_file, read_model_dir_specs
 from .preprocess import normalize
 from .spec import ModelSpec, SpecError, check_spec_agreement, read_spec_json, spec_from_onnx_metadata
 
 __all__ = [
-    "BACKENDS",
-    "BACKEND_CHOICES",
     "Encoder",
     "check_spec_agreement",
     "choose_backend",
@@ -38,20 +43,20 @@ __all__ = [
     "sidecar_spec_path",
 ]
 
-BACKENDS = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
-#: what a user may ask for; "onnxruntime" = the best ONNX Runtime provider present
-BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", *BACKENDS[1:])
 _ORT_PROVIDER_OF = {"onnxruntime-tensorrt": "TensorrtExecutionProvider",
                     "onnxruntime-cuda": "CUDAExecutionProvider",
                     "onnxruntime-cpu": "CPUExecutionProvider"}
 # ORT-TensorRT EP before ORT-CUDA (same GPU, faster kernels), CPU last.
-_ORT_ORDER = ("onnxruntime-tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
+_ORT_ORDER = INFERENCE_BACKENDS[1:]
 _printed: set[str] = set()
+#: the install lines of docs/install.md; the core package depends on no ONNX Runtime build
+ORT_INSTALL_HINT = ("install the ONNX Runtime for this machine: `pip install \".[cpu]\"` on a PC, `\".[gpu]\"` with an "
+                    "NVIDIA GPU, on a Jetson NVIDIA's onnxruntime-gpu wheel (docs/install.md)")
 
 
 class Encoder(Protocol):
     spec: ModelSpec        # onnx_sha256 is the sha256 of the file actually loaded
-    backend: str           # one of BACKENDS
+    backend: str           # one of runtime.choices.INFERENCE_BACKENDS
     max_batch: int | None  # None = unlimited (embed splits larger batches itself anyway)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:  # (N,3,H,W) float32 0-255 -> (N,D) float32
@@ -63,30 +68,33 @@ def choose_backend(requested: str, trt_problem: str | None, ort_providers: Seque
     """(backend, why) for a request. ``trt_problem`` is None when a usable TensorRT engine exists,
     else why TensorRT cannot run (not installed, no engine built, ...). An explicit request that
     cannot be met raises ValueError naming what is missing."""
-    if requested not in BACKEND_CHOICES:
-        raise ValueError(f"backend {requested!r} is invalid; valid values: {', '.join(BACKEND_CHOICES)}")
+    if requested not in INFERENCE_BACKEND_CHOICES:
+        raise ValueError(f"backend {requested!r} is invalid; valid values: {', '.join(INFERENCE_BACKEND_CHOICES)}")
     ort_usable = [b for b in _ORT_ORDER if _ORT_PROVIDER_OF[b] in ort_providers]
     if requested == "tensorrt":
         if trt_problem is not None:
             raise ValueError(f"backend tensorrt is unavailable: {trt_problem}")
         return "tensorrt", "requested"
     if requested in _ORT_PROVIDER_OF:
+        if not ort_providers:
+            raise ValueError(f"backend {requested} is unavailable: ONNX Runtime is not installed: {ORT_INSTALL_HINT}")
         if requested not in ort_usable:
-            raise ValueError(f"backend {requested} is unavailable: ONNX Runtime here has "
-                             f"{', '.join(ort_providers) or 'no providers'}; install onnxruntime-gpu for CUDA")
+            raise ValueError(f"backend {requested} is unavailable: ONNX Runtime here has {', '.join(ort_providers)}; "
+                             f"install onnxruntime-gpu for CUDA (docs/install.md)")
         return requested, "requested"
     if requested == "auto" and trt_problem is None:
         return "tensorrt", "TensorRT engine found"
     if not ort_usable:
-        raise ValueError("no backend available: onnxruntime is not installed (pip install onnxruntime)")
+        raise ValueError(f"no backend available ({trt_problem or 'TensorRT not requested'}) and ONNX Runtime is not "
+                         f"installed: {ORT_INSTALL_HINT}")
     why = [] if requested == "onnxruntime" else [trt_problem or "TensorRT unavailable"]
     if ort_usable[0] == "onnxruntime-cpu":
         why.append("no CUDA provider")
     return ort_usable[0], "; ".join(why) or "requested"
 
 
-def _announce(backend: str, why: str, verbose: bool) -> None:
-    line = f"irreid-edge: backend {backend} ({why})"
+def _announce(backend: str, precision: str, why: str, verbose: bool) -> None:
+    line = f"irreid-edge: backend {backend}, precision {precision} ({why})"
     if verbose and line not in _printed:
         _printed.add(line)
         print(line, file=sys.stderr)
@@ -99,18 +107,18 @@ def sidecar_spec_path(onnx_path: str | os.PathLike[str]) -> Path:
 
 def _fallbacks(precision: str, target: str) -> list[tuple[str, str]]:
     """(precision, target) candidates, best first: a missing int8-cpu graph can still run the
-    TensorRT-flavoured int8 graph on ORT; anything missing falls back to fp32."""
+    TensorRT-flavoured int8 graph on ORT's CPU provider. Never the other way round (TensorRT's
+    parser rejects the CPU graph's uint8 asymmetric Q/DQ), and never another precision."""
     chain = [(precision, target)]
     if precision == "int8" and target == "cpu":
         chain.append(("int8", "trt"))
-    if precision != "fp32":
-        chain.append(("fp32", target))
     return chain
 
 
 def resolve_onnx(model_dir: str | os.PathLike[str], modality: str, precision: str, target: str,
                  fallback: bool = True, verbose: bool = True) -> tuple[Path, str]:
-    """The ONNX file for (modality, precision, target) and the precision it really holds."""
+    """The ONNX file for (modality, precision, target) and the precision it holds; a precision
+    that was not exported is refused with the export command that makes it."""
     wanted = model_file(model_dir, modality, precision, target)
     for prec, tgt in _fallbacks(precision, target) if fallback else [(precision, target)]:
         path = model_file(model_dir, modality, prec, tgt)
@@ -118,11 +126,22 @@ def resolve_onnx(model_dir: str | os.PathLike[str], modality: str, precision: st
             open_regular(path).close()  # raises NotRegularFileError naming what it is
         if path.is_file():
             if path != wanted and verbose:
-                print(f"irreid-edge: {wanted.name} not found in {model_dir}; using {path.name} ({prec}); "
-                      f"export with `python -m export.onnx --{precision}` to get it", file=sys.stderr)
+                print(f"irreid-edge: {wanted.name} not found in {model_dir}; using {path.name} ({prec})", file=sys.stderr)
             return path, prec
-    raise SpecError(f"{wanted}: not found; export it with `python -m export.onnx"
-                    f"{'' if precision == 'fp32' else ' --' + precision}`")
+    flag = {"fp32": "", "fp16": " --fp16", "int8": " --int8 --calib DIR"}[precision]
+    raise SpecError(f"{wanted}: not found; export it with `python -m export.onnx{flag}`"
+                    + ("" if precision == "fp32" else " or use --precision auto"))
+
+
+def _auto_ort_graph(model_dir: Path, modality: str, backend: str) -> tuple[Path, str]:
+    """--precision auto on ONNX Runtime: fp16 on a GPU provider when exported, else fp32."""
+    target = "trt" if backend == "onnxruntime-tensorrt" else "cpu"
+    order = ("fp32",) if backend == "onnxruntime-cpu" else ("fp16", "fp32")
+    for prec in order:
+        path = model_file(model_dir, modality, prec, target)
+        if path.is_file():
+            return path, prec
+    return resolve_onnx(model_dir, modality, "fp32", target, fallback=False)
 
 
 def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -139,7 +158,9 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
     try:
         with open_regular(path) as f:
-            model = onnx.load(f, load_external_data=False)
+            # from bytes: onnx.load(f) takes os.path.abspath(f.name), and a file opened from a
+            # descriptor (open_regular) has an int name (TypeError); external data is not needed
+            model = onnx.load_model_from_string(f.read())
     except FileNotFoundError:
         raise SpecError(f"{path}: not found; pass an exported .onnx file") from None
     except DecodeError as e:  # not an ONNX file (issue 17 item 9)
@@ -224,42 +245,73 @@ def _model_kind(model: str | os.PathLike[str]) -> tuple[Path, bool]:
     raise SpecError(f"{path}: not found; pass an export folder (python -m export.onnx) or an .onnx file")
 
 
-def _trt_problem(path: Path, is_dir: bool, modality: str, precision: str) -> str | None:
-    from .backends.trt import trt_unavailable_reason
+def _open_trt(path: Path, is_dir: bool, modality: str, precision: str, folder: ModelSpec | None,
+              backend: str) -> tuple[Runner, ModelSpec, str] | str:
+    """(runner, spec, precision) of the fastest usable engine for ``precision`` (``auto``: int8 >
+    fp16 > fp32), or why TensorRT cannot run. CUDA that fails to initialise (a cuda-python too new
+    for the driver, ...) and, unless TensorRT was asked for by name with a precision, an engine
+    built for another setup (or torn by an interrupted build) are reasons to fall back, not crashes;
+    the reason, with its rebuild command, is what the backend line prints."""
+    from .backends.cuda_mem import CudaUnavailableError
+    from .backends.trt import open_trt_encoder_runner, trt_unavailable_reason
     from .engine import build_command, engine_path
 
     reason = trt_unavailable_reason()
     if reason is not None:
         return reason
-    engine = engine_path(path, modality, precision, is_dir)
-    if not engine.is_file():
-        return f"no {precision} engine built; run `{build_command(path, modality, precision)}`"
-    return None
+    wanted = ENGINE_PRECISION_ORDER if precision == "auto" else (precision,)
+    built = [p for p in wanted if engine_path(path, modality, p, is_dir).is_file()]
+    if not built:
+        hint = build_command(path, modality, "fp16" if precision == "auto" else precision)
+        return f"no {'' if precision == 'auto' else precision + ' '}engine built; run `{hint}`"
+    skipped = []
+    for prec in built:
+        try:
+            runner, spec = open_trt_encoder_runner(path, is_dir, modality, prec, folder)
+        except CudaUnavailableError as e:
+            return str(e)
+        except SpecError as e:  # built for another setup, or a torn / malformed sidecar: rebuild
+            if backend == "tensorrt" and precision != "auto":
+                raise
+            skipped.append(str(e))
+            continue
+        return runner, spec, prec
+    return "; ".join(skipped)
 
 
-def open_encoder(model: str | os.PathLike[str], modality: str = "ir", precision: str = "fp32",
+def _ort_graph(path: Path, is_dir: bool, modality: str, precision: str, backend: str,
+               verbose: bool) -> tuple[Path, str]:
+    """The graph ONNX Runtime runs: TensorRT's EP gets the TensorRT-flavoured graph (its parser
+    rejects the CPU int8 graph's uint8 Q/DQ), the CUDA and CPU providers the CPU-flavoured one."""
+    if not is_dir:
+        return path, "fp32" if precision == "auto" else precision
+    if precision == "auto":
+        return _auto_ort_graph(path, modality, backend)
+    target = "trt" if backend == "onnxruntime-tensorrt" else "cpu"
+    return resolve_onnx(path, modality, precision, target, verbose=verbose)
+
+
+def open_encoder(model: str | os.PathLike[str], modality: str = "ir", precision: str = "auto",
                  backend: str = "auto", verbose: bool = True, threads: int | None = None) -> Encoder:
-    """Open the encoder for ``modality`` from an export folder, or a foreign ``.onnx`` file."""
+    """Open the encoder for ``modality`` from an export folder, or a foreign ``.onnx`` file.
+    The precision that runs is ``encoder.spec.precision``; the backend ``encoder.backend``."""
     from .backends.ort import OrtRunner, available_providers
 
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision {precision!r} is invalid; valid values: {', '.join(PRECISION_CHOICES)}")
     path, is_dir = _model_kind(model)
     folder = read_model_dir_specs(path).get(modality) if is_dir else None
     if is_dir and folder is None:
         raise SpecError(f"{path}/spec.json: no {modality!r} encoder; valid: "
                         f"{', '.join(read_model_dir_specs(path))}")
-    needs_trt = backend in ("auto", "tensorrt")
-    trt_problem = _trt_problem(path, is_dir, modality, precision) if needs_trt else "not requested"
-    chosen, why = choose_backend(backend, trt_problem, available_providers())
-    if chosen == "tensorrt":
-        from .backends.trt import open_trt_encoder_runner
-
-        runner, spec = open_trt_encoder_runner(path, is_dir, modality, precision, folder)
-        _announce(chosen, why, verbose)
+    trt = _open_trt(path, is_dir, modality, precision, folder, backend) \
+        if backend in ("auto", "tensorrt") else "not requested"
+    chosen, why = choose_backend(backend, trt if isinstance(trt, str) else None, available_providers())
+    if not isinstance(trt, str):  # choose_backend picks TensorRT whenever an engine opened
+        runner, spec, prec = trt
+        _announce(chosen, prec, why, verbose)
         return _Encoder(spec=spec, backend=chosen, runner=runner, max_batch=runner.max_batch)
-    if is_dir:
-        onnx_path, prec = resolve_onnx(path, modality, precision, "cpu", verbose=verbose)
-    else:
-        onnx_path, prec = path, precision
+    onnx_path, prec = _ort_graph(path, is_dir, modality, precision, chosen, verbose)
     cache = (path if is_dir else path.parent) / "engines" / "ort-trt-cache"
     ort_runner = OrtRunner(onnx_path, chosen, threads=threads, cache_dir=cache, precision=prec)
     spec = onnx_spec(onnx_path, ort_runner.metadata, folder, prec)
@@ -267,5 +319,5 @@ def open_encoder(model: str | os.PathLike[str], modality: str = "ir", precision:
         # one foreign graph serves both modalities (IR replicated to 3 channels): its spec says
         # which one this encoder embeds, so a gallery index refuses mixing them up.
         spec = spec.replace(modality=modality)
-    _announce(ort_runner.backend, why, verbose)
+    _announce(ort_runner.backend, spec.precision, why, verbose)
     return _Encoder(spec=spec, backend=ort_runner.backend, runner=ort_runner, max_batch=ort_runner.max_batch)

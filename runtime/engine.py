@@ -2,7 +2,8 @@
 
 An engine is built on the device that runs it (shared/DESIGN.md "Contracts"). Beside every
 ``<name>.engine`` a ``<name>.engine.json`` sidecar records the key (ONNX sha256, TensorRT version,
-GPU name + compute capability, precision, batch profile), the engine's own sha256, build facts and
+GPU name + compute capability + SM count + memory, the L4T release on a Jetson, precision, batch
+profile, DLA core), the engine's own sha256, build facts and
 the ModelSpec. Loading compares the key with the device and the ONNX now present and refuses a
 mismatch with the exact rebuild command. Everything here is pure (no TensorRT, no CUDA) and is
 tested on a CPU with fabricated device descriptions.
@@ -35,7 +36,10 @@ __all__ = [
     "check_engine_key",
     "engine_path",
     "key_mismatches",
+    "l4t_release",
+    "memory_gib",
     "profile_batches",
+    "read_l4t_release",
     "read_sidecar",
     "sidecar_path",
     "timing_cache_path",
@@ -43,6 +47,8 @@ __all__ = [
 ]
 
 ENGINE_FORMAT_VERSION = 1
+#: JetPack's L4T release file (absent off a Jetson): "# R36 (release), REVISION: 4.3, GCID: ..."
+NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 
 
 class EngineMismatchError(SpecError):
@@ -51,12 +57,20 @@ class EngineMismatchError(SpecError):
 
 @dataclass(frozen=True)
 class EngineKey:
+    """Where an engine may run. Name + compute capability alone cannot tell AGX Orin, Orin NX and
+    Orin Nano apart (all "Orin", 8.7), so the SM count, the memory and the L4T release are part of
+    the key too; they are None in sidecars written before they were recorded (not compared then)."""
+
     onnx_sha256: str
     trt_version: str
     gpu_name: str
     compute_capability: str
     precision: str
     profile: tuple[int, int, int]  # batch min / opt / max
+    sm_count: int | None = None
+    total_memory_gib: int | None = None  # rounded: the exact byte count of a Jetson's shared memory drifts
+    l4t_release: str | None = None       # "36.4.3" from /etc/nv_tegra_release; None off a Jetson
+    dla_core: int | None = None          # the DLA core the engine was built for; None = GPU
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -65,12 +79,35 @@ class EngineKey:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EngineKey:
+        def opt(name: str, kind: type) -> Any:
+            return None if d.get(name) is None else kind(d[name])
+
         try:
             prof = tuple(int(b) for b in d["profile"])
             return cls(str(d["onnx_sha256"]), str(d["trt_version"]), str(d["gpu_name"]),
-                       str(d["compute_capability"]), str(d["precision"]), (prof[0], prof[1], prof[2]))
+                       str(d["compute_capability"]), str(d["precision"]), (prof[0], prof[1], prof[2]),
+                       opt("sm_count", int), opt("total_memory_gib", int), opt("l4t_release", str),
+                       opt("dla_core", int))
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise SpecError(f"engine key is malformed ({type(e).__name__}: {e})") from None
+
+
+def memory_gib(total_bytes: int) -> int:
+    return round(total_bytes / 2**30)
+
+
+def l4t_release(text: str) -> str | None:
+    """'# R36 (release), REVISION: 4.3, GCID: ...' -> '36.4.3' (None when the text is not that file)."""
+    m = re.search(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text)
+    return f"{m.group(1)}.{m.group(2).rstrip('.')}" if m else None
+
+
+def read_l4t_release(path: str | os.PathLike[str] | None = None) -> str | None:
+    """The L4T (JetPack) release of this Jetson (``NV_TEGRA_RELEASE``), None elsewhere."""
+    try:
+        return l4t_release(Path(path or NV_TEGRA_RELEASE).read_text(errors="replace"))
+    except OSError:
+        return None
 
 
 # -- paths and commands -------------------------------------------------------------------------
@@ -99,15 +136,29 @@ def timing_cache_path(engines_dir: str | os.PathLike[str], gpu_name: str, comput
 
 
 def build_command(model: str | os.PathLike[str], modality: str, precision: str,
-                  profile: tuple[int, int, int] | None = None) -> str:
+                  profile: tuple[int, int, int] | None = None, dla_core: int | None = None) -> str:
     cmd = ["irreid-edge", "build", "--model", str(model), "--precision", precision, "--modality", modality]
     if profile is not None:
         cmd += ["--max-batch", str(profile[2]), "--opt-batch", str(profile[1])]
+    if dla_core is not None:
+        cmd += ["--dla-core", str(dla_core)]
     return shlex.join(cmd)
 
 
-def profile_batches(max_batch: int, opt_batch: int | None = None) -> tuple[int, int, int]:
-    """(1, opt, max); opt defaults to min(8, max), a typical count of crops per frame."""
+def profile_batches(max_batch: int, opt_batch: int | None = None,
+                    static_batch: int | None = None) -> tuple[int, int, int]:
+    """(1, opt, max); opt defaults to min(8, max), a typical count of crops per frame.
+
+    A graph whose batch dimension is fixed (``static_batch``: a foreign model exported with batch 1)
+    or a DLA build gets (B, B, B). TensorRT's NvInferRuntime.h, IOptimizationProfile::setDimensions:
+    a static network dimension must be given as itself for min, opt and max ("if networkDims.d[i]
+    != -1, then dims.d[i] == networkDims.d[i]"), and "if run on DLA, minimum, optimum, and maximum
+    dimensions must be the same".
+    """
+    if static_batch is not None:
+        if isinstance(static_batch, bool) or not isinstance(static_batch, int) or static_batch < 1:
+            raise ValueError(f"static batch {static_batch!r} is invalid; it must be a positive integer")
+        return (static_batch, static_batch, static_batch)
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= 4096:
         raise ValueError(f"--max-batch {max_batch!r} is invalid; it must be an integer in 1..4096")
     opt = min(8, max_batch) if opt_batch is None else opt_batch
@@ -118,18 +169,26 @@ def profile_batches(max_batch: int, opt_batch: int | None = None) -> tuple[int, 
 
 # -- key checks (pure) --------------------------------------------------------------------------
 def key_mismatches(recorded: EngineKey, trt_version: str, gpu_name: str, compute_capability: str,
-                   onnx_sha256: str | None, precision: str) -> list[str]:
+                   onnx_sha256: str | None, precision: str, *, sm_count: int | None = None,
+                   total_memory_gib: int | None = None, l4t_release: str | None = None) -> list[str]:
     """What differs between an engine's key and this device / ONNX / request, one phrase each.
 
     The TensorRT version must match exactly: a plan file only deserialises on the version that
-    built it. ``onnx_sha256=None`` (the ONNX is not beside the engine) skips that comparison.
+    built it. ``onnx_sha256=None`` (the ONNX is not beside the engine) skips that comparison, as
+    does a device fact the engine's sidecar does not record (built before it was recorded).
     """
-    checks = [
+    checks: list[tuple[str, object, object]] = [
         ("TensorRT", recorded.trt_version, trt_version),
         ("GPU", recorded.gpu_name, gpu_name),
         ("compute capability", recorded.compute_capability, compute_capability),
         ("precision", recorded.precision, precision),
     ]
+    if recorded.sm_count is not None:
+        checks.append(("SM count", recorded.sm_count, sm_count))
+    if recorded.total_memory_gib is not None:
+        checks.append(("memory GiB", recorded.total_memory_gib, total_memory_gib))
+    if recorded.l4t_release is not None:  # a JetPack upgrade changes the driver the engine was tuned on
+        checks.append(("L4T", recorded.l4t_release, l4t_release or "none"))
     out = [f"{what} {was} (engine) != {now} (here)" for what, was, now in checks if was != now]
     if onnx_sha256 is not None and recorded.onnx_sha256 != onnx_sha256:
         out.append(f"ONNX sha256 {recorded.onnx_sha256[:12]}... (engine) != {onnx_sha256[:12]}... (the ONNX now)")
@@ -137,8 +196,10 @@ def key_mismatches(recorded: EngineKey, trt_version: str, gpu_name: str, compute
 
 
 def check_engine_key(engine: str | os.PathLike[str], recorded: EngineKey, trt_version: str, gpu_name: str,
-                     compute_capability: str, onnx_sha256: str | None, precision: str, rebuild: str) -> None:
-    diff = key_mismatches(recorded, trt_version, gpu_name, compute_capability, onnx_sha256, precision)
+                     compute_capability: str, onnx_sha256: str | None, precision: str, rebuild: str,
+                     **device: Any) -> None:
+    """Refuse an engine built elsewhere; ``device``: sm_count, total_memory_gib, l4t_release."""
+    diff = key_mismatches(recorded, trt_version, gpu_name, compute_capability, onnx_sha256, precision, **device)
     if diff:
         raise EngineMismatchError(f"{engine}: built for another setup ({'; '.join(diff)}); rebuild it on this "
                                   f"device with `{rebuild}`")

@@ -1,4 +1,4 @@
-"""Ranking: exact top-k by cosine on L2-normalised embeddings, k-reciprocal re-ranking, optional FAISS.
+"""Ranking: exact top-k by cosine on L2-normalised embeddings, optional FAISS (re-ranking: runtime.rerank).
 
 distance = 1 - cosine (shared/DESIGN.md "Embedding layout"). Exact search is a float32 matrix
 product followed by a partial sort (argpartition, then a sort of the k survivors only). numpy's
@@ -25,15 +25,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .choices import SEARCH_BACKENDS
 from .topk import topk_from_distances
 
 if TYPE_CHECKING:
     from .search_int8 import Int8Searcher
 
-__all__ = ["BACKENDS", "clear_int8_cache", "int8_searcher", "k_reciprocal_rerank", "rerank_topk", "topk",
-           "topk_from_distances"]
+__all__ = ["SEARCH_BACKENDS", "clear_int8_cache", "int8_searcher", "topk", "topk_from_distances"]
 
-BACKENDS = ("auto", "numpy", "faiss", "int8")
 _int8_cache: list[Int8Searcher] = []  # at most one: it holds an int8 copy of a gallery
 
 
@@ -67,8 +66,8 @@ def _faiss_topk(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.nd
 def topk(queries: np.ndarray, gallery: np.ndarray, k: int, backend: str = "auto",
          chunk_rows: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k. queries (Q, D) and gallery (N, D) L2-normalised -> (indices, distances), each (Q, k')."""
-    if backend not in BACKENDS:
-        raise ValueError(f"search backend {backend!r} is invalid; valid values: {', '.join(BACKENDS)}")
+    if backend not in SEARCH_BACKENDS:
+        raise ValueError(f"search backend {backend!r} is invalid; valid values: {', '.join(SEARCH_BACKENDS)}")
     q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
     if q.shape[1] != gallery.shape[1]:
         raise ValueError(f"probe embeddings have dim {q.shape[1]} but the gallery has {gallery.shape[1]}; "
@@ -105,65 +104,3 @@ def int8_searcher(gallery: np.ndarray, threads: int | None = None) -> Int8Search
 def clear_int8_cache() -> None:
     """Drop the cached int8 searcher (and its reference to the gallery array)."""
     _int8_cache.clear()
-
-
-# -- k-reciprocal re-ranking (Zhong et al., CVPR 2017, "Re-ranking Person Re-identification with
-# k-reciprocal Encoding"); follows the authors' reference implementation, vectorised where it is free.
-def _k_reciprocal(initial_rank: np.ndarray, i: int, k: int) -> np.ndarray:
-    forward = initial_rank[i, :k + 1]
-    backward = initial_rank[forward, :k + 1]  # (k+1, k+1)
-    return forward[np.any(backward == i, axis=1)]
-
-
-def k_reciprocal_rerank(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20, k2: int = 6,
-                        lambda_value: float = 0.3) -> np.ndarray:
-    """Re-ranked (Q, N) distances from the original distances (any monotone distance, e.g. 1 - cosine).
-
-    Memory and time grow with (Q + N)^2: callers re-rank a candidate pool, not a million rows.
-    """
-    nq, ng = q_g.shape
-    n = nq + ng
-    orig = np.block([[q_q, q_g], [q_g.T, g_g]]).astype(np.float32)  # (n, n)
-    orig = np.square(orig)
-    orig = (orig / np.maximum(orig.max(axis=0), 1e-12)).T  # column-normalised, as the reference
-    k1 = min(k1, n - 1)
-    initial_rank = np.argsort(orig, axis=1, kind="stable")
-    v = np.zeros((n, n), np.float32)
-    half = int(np.around(k1 / 2.0))
-    for i in range(n):
-        recip = _k_reciprocal(initial_rank, i, k1)
-        expansion = recip
-        for c in recip:
-            cand = _k_reciprocal(initial_rank, int(c), half)
-            if len(np.intersect1d(cand, recip)) > 2.0 / 3.0 * len(cand):
-                expansion = np.append(expansion, cand)
-        expansion = np.unique(expansion)
-        weight = np.exp(-orig[i, expansion])
-        v[i, expansion] = weight / np.sum(weight)
-    if k2 > 1:  # local query expansion
-        v = np.stack([v[initial_rank[i, :k2]].mean(axis=0) for i in range(n)])
-    jaccard = np.empty((nq, n), np.float32)
-    for i in range(nq):
-        inter = np.minimum(v[i][None, :], v).sum(axis=1)  # (n,)
-        jaccard[i] = 1.0 - inter / (2.0 - inter)
-    final = jaccard * (1 - lambda_value) + orig[:nq] * lambda_value
-    return final[:, nq:]
-
-
-def rerank_topk(queries: np.ndarray, gallery: np.ndarray, k: int, pool: int = 200, k1: int = 20, k2: int = 6,
-                lambda_value: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``pool`` per probe, then k-reciprocal re-ranking over the union of the pools.
-
-    Returned distances are the re-ranked ones (not 1 - cosine). With ``pool >= N`` this is the
-    full re-ranking of the reference implementation.
-    """
-    q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-    idx, _ = topk(q, gallery, max(pool, k))
-    cand = np.unique(idx)  # (M,) gallery rows in the pool
-    g = np.asarray(gallery[cand], dtype=np.float32)
-    q_g = 1.0 - q @ g.T
-    q_q = 1.0 - q @ q.T
-    g_g = 1.0 - g @ g.T
-    final = k_reciprocal_rerank(np.clip(q_g, 0, 2), np.clip(q_q, 0, 2), np.clip(g_g, 0, 2), k1, k2, lambda_value)
-    j, d = topk_from_distances(final, k)
-    return cand[j], d

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .choices import MODALITIES, PRECISIONS
+
 # Re-exported for code written before these moved to runtime.fileio (issue 19 item 7); new code
 # imports them from runtime.fileio.
 from .fileio import atomic_write_bytes, atomic_write_text, file_sha256, read_json  # noqa: F401
@@ -34,8 +36,6 @@ __all__ = [
 SPEC_FORMAT_VERSION = 1
 ONNX_METADATA_KEY = "irreid.spec"
 
-MODALITIES = ("rgb", "ir")
-PRECISIONS = ("fp32", "fp16", "int8")
 LAYOUTS = ("NCHW",)
 CHANNEL_ORDERS = ("RGB", "BGR")
 VALUE_RANGES = ("0-255",)

@@ -6,6 +6,10 @@ Versions Jetson users have: 8.5 (JetPack 5), 10.3 (JetPack 6), current 10.x and 
 explicit batch                  ``EXPLICIT_BATCH`` network flag required before 10, ignored from 10
 strongly typed networks         ``STRONGLY_TYPED`` flag from 9.1 (optional); always on from 11
 FP16 / INT8 builder flags       needed by weakly typed networks before 11; removed in 11
+OBEY_PRECISION_CONSTRAINTS      from 8.2 (replaced STRICT_TYPES); removed in 11 (strong typing always)
+layer precision / output type   honoured in weakly typed networks only (refused when strongly typed)
+DLA                             ``default_device_type`` / ``DLA_core`` / ``GPU_FALLBACK``; before 11 DLA
+                                runs fp16/int8 through the precision flags, from 11 through tensor types
 implicit INT8 calibrators       deprecated in 10, removed in 11 (we only build explicit Q/DQ graphs)
 workspace limit                 ``set_memory_pool_limit(WORKSPACE, n)`` from 8.4; ``max_workspace_size`` before
 build                           ``build_serialized_network`` (``build_engine`` removed in 10)
@@ -35,8 +39,10 @@ if TYPE_CHECKING:
 __all__ = [
     "MIN_SUPPORTED",
     "BuildPlan",
+    "LayerView",
     "build_plan",
     "dims",
+    "fp32_layer_indices",
     "import_trt",
     "tensorrt_available",
     "trt_unavailable_reason",
@@ -80,6 +86,12 @@ def has_precision_builder_flags(v: str) -> bool:
     return version(v) < version("11")
 
 
+def has_obey_precision_constraints(v: str) -> bool:
+    """BuilderFlag.OBEY_PRECISION_CONSTRAINTS: from 8.2 (it replaced STRICT_TYPES); removed in 11
+    ("Strong typing (always enforced)", TensorRT 10.x -> 11.x Python API migration reference)."""
+    return version("8.2") <= version(v) < version("11")
+
+
 def has_implicit_int8_calibration(v: str) -> bool:
     return version(v) < version("11")
 
@@ -108,25 +120,44 @@ class BuildPlan:
 _WEAK_FLAGS = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16")}
 
 
-def build_plan(v: str, graph_precision: str, precision: str) -> BuildPlan:
+def _weak(v: str, explicit: tuple[str, ...], flags: tuple[str, ...], dla: bool) -> BuildPlan:
+    """A weakly typed plan. With FP16 allowed, TensorRT may run any layer in fp16, including the
+    graph's fp32 regions (the L2 normalisation, whose sum of squares overflows fp16): the layers of
+    that region get fp32 precision (``fp32_layer_indices``) and OBEY_PRECISION_CONSTRAINTS makes
+    the builder keep them, where the flag exists (TensorRT developer guide, "Reduced Precision":
+    a layer precision is a preference the builder may override unless told to obey; Polygraphy's
+    CreateConfig documents ``precision_constraints="obey"`` as "require that layers execute in
+    specified precisions")."""
+    if "FP16" in flags and has_obey_precision_constraints(v):
+        flags = (*flags, "OBEY_PRECISION_CONSTRAINTS")
+    if dla:
+        flags = (*flags, "GPU_FALLBACK")
+    return BuildPlan(explicit, flags, False)
+
+
+def build_plan(v: str, graph_precision: str, precision: str, dla: bool = False) -> BuildPlan:
     """Flags to build a ``graph_precision`` ONNX as a ``precision`` engine with TensorRT ``v``.
 
     Precision lives in the graph: an fp16/int8 export is built strongly typed where the version
     allows. Only an fp32 graph (a foreign model) asked for fp16 needs weak typing plus the FP16
-    flag, which TensorRT 11 no longer has.
+    flag, which TensorRT 11 no longer has. ``dla``: a DLA build, with GPU fallback for the layers
+    DLA cannot run; DLA runs only fp16 and int8 ("Working with DLA"), and before 11 it gets them
+    through the precision flags (weak typing), from 11 through the graph's types.
     """
     if not is_supported(v):
         raise ValueError(f"TensorRT {v} is older than {MIN_SUPPORTED} (JetPack 5); upgrade JetPack/TensorRT")
     for name, p in (("precision", precision), ("graph precision", graph_precision)):
         if p not in _WEAK_FLAGS:
             raise ValueError(f"{name} {p!r} is invalid; valid values: {', '.join(_WEAK_FLAGS)}")
+    if dla and precision == "fp32":
+        raise ValueError("DLA runs fp16 and int8 only; build --precision fp16 or int8 with --dla-core")
     explicit = ("EXPLICIT_BATCH",) if needs_explicit_batch_flag(v) else ()
     if precision == graph_precision:
         if always_strongly_typed(v):
-            return BuildPlan((), (), True)
-        if not needs_explicit_batch_flag(v):  # 10.x: strongly typed is the faithful build
+            return BuildPlan((), ("GPU_FALLBACK",) if dla else (), True)
+        if not needs_explicit_batch_flag(v) and not dla:  # 10.x: strongly typed is the faithful build
             return BuildPlan(("STRONGLY_TYPED",), (), True)
-        return BuildPlan(explicit, _WEAK_FLAGS[precision], False)
+        return _weak(v, explicit, _WEAK_FLAGS[precision], dla)
     if precision == "int8":
         raise ValueError("an int8 engine needs the int8 (Q/DQ) graph; export it with "
                          "`python -m export.onnx --int8 --calib DIR` (implicit calibration is not supported)")
@@ -134,8 +165,47 @@ def build_plan(v: str, graph_precision: str, precision: str) -> BuildPlan:
         if not has_precision_builder_flags(v):
             raise ValueError(f"TensorRT {v} builds the precision the graph has (strongly typed); export an fp16 "
                              f"ONNX (`python -m export.onnx --fp16`) or build --precision fp32")
-        return BuildPlan(explicit, ("FP16",), False)
+        return _weak(v, explicit, ("FP16",), dla)
     raise ValueError(f"cannot build a {graph_precision} graph as {precision}; use --precision {graph_precision}")
+
+
+def pins_fp32_layers(plan: BuildPlan) -> bool:
+    """Weakly typed with FP16 allowed: the fp32 region must be pinned layer by layer."""
+    return not plan.strongly_typed and "FP16" in plan.builder_flags
+
+
+@dataclass(frozen=True)
+class LayerView:
+    """What ``fp32_layer_indices`` needs of an ILayer (pure, so it is tested without TensorRT)."""
+
+    kind: str                  # LayerType member name: "REDUCE", "CONVOLUTION", ...
+    inputs: tuple[str, ...]    # tensor names
+    outputs: tuple[str, ...]
+    float_outputs: bool        # every output is a float tensor (not shapes, indices or booleans)
+
+
+#: where the fp32 region starts: reductions (ReduceL2 / ReduceMean / GlobalAveragePool) and normalisations
+_FP32_SEEDS = frozenset({"REDUCE", "NORMALIZATION"})
+#: layers whose precision is not ours to set: Q/DQ carry their own scales; shapes and constants are not math
+_NOT_PINNED = frozenset({"QUANTIZE", "DEQUANTIZE", "SHAPE", "CONSTANT", "CAST", "IDENTITY", "ASSERTION"})
+
+
+def fp32_layer_indices(layers: list[LayerView]) -> list[int]:
+    """Indices of the layers to run in fp32 in a weakly typed fp16/int8 build: every reduction or
+    normalisation, the elementwise math feeding a reduction (the squares of an L2 norm) and
+    everything downstream of one (the pooled-embedding tail: the square root, the division by the
+    norm, reshapes, concatenation), skipping layers whose precision must not be set."""
+    reduced = {t for layer in layers if layer.kind == "REDUCE" for t in layer.inputs}
+    tainted: set[str] = set()
+    out = []
+    for i, layer in enumerate(layers):  # network order is topological (the parser adds in ONNX order)
+        # the math right before a reduction is part of it: the x*x of an L2 norm overflows fp16 first
+        squares = layer.kind in ("ELEMENTWISE", "UNARY") and any(t in reduced for t in layer.outputs)
+        if layer.kind in _FP32_SEEDS or squares or any(t in tainted for t in layer.inputs):
+            tainted.update(layer.outputs)
+            if layer.kind not in _NOT_PINNED and layer.float_outputs:
+                out.append(i)
+    return out
 
 
 # -- the TensorRT module ------------------------------------------------------------------------
@@ -177,6 +247,54 @@ def apply_builder_flags(config: trt.IBuilderConfig, plan: BuildPlan) -> None:
     t = import_trt()
     for name in plan.builder_flags:
         config.set_flag(getattr(t.BuilderFlag, name))
+
+
+def layer_views(network: trt.INetworkDefinition) -> list[LayerView]:
+    t = import_trt()
+    floats = {t.DataType.FLOAT, t.DataType.HALF}
+    views = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        ins = tuple(layer.get_input(k).name for k in range(layer.num_inputs) if layer.get_input(k) is not None)
+        outs = [layer.get_output(k) for k in range(layer.num_outputs)]
+        views.append(LayerView(layer.type.name, ins, tuple(o.name for o in outs),
+                               all(o.dtype in floats for o in outs)))
+    return views
+
+
+def pin_fp32_layers(network: trt.INetworkDefinition, plan: BuildPlan) -> int:
+    """Run the graph's fp32 region in fp32 in a weakly typed build (ILayer.precision and
+    set_output_type, kept by OBEY_PRECISION_CONSTRAINTS); returns how many layers were pinned.
+    Never in a strongly typed network: "setting layer precision and layer output types is not
+    allowed" there (Python API, NetworkDefinitionCreationFlag.STRONGLY_TYPED)."""
+    if not pins_fp32_layers(plan):
+        return 0
+    t = import_trt()
+    indices = fp32_layer_indices(layer_views(network))
+    for i in indices:
+        layer = network.get_layer(i)
+        layer.precision = t.float32
+        for k in range(layer.num_outputs):
+            layer.set_output_type(k, t.float32)
+    return len(indices)
+
+
+def set_detailed_profiling(config: trt.IBuilderConfig) -> None:
+    """Keep each layer's parameters, formats and precisions in the engine for IEngineInspector
+    (Python API "EngineInspector": the information printed depends on the builder config's
+    profiling verbosity; DETAILED prints layer names and parameters)."""
+    config.profiling_verbosity = import_trt().ProfilingVerbosity.DETAILED
+
+
+def dla_cores(builder: trt.Builder) -> int:
+    return int(builder.num_DLA_cores)
+
+
+def use_dla(config: trt.IBuilderConfig, core: int) -> None:
+    """Every layer on DLA core ``core``; GPU_FALLBACK (in the plan) takes what DLA cannot run
+    (TensorRT developer guide, "Working with DLA": default_device_type, DLA_core, GPU fallback)."""
+    config.default_device_type = import_trt().DeviceType.DLA
+    config.DLA_core = int(core)
 
 
 def set_workspace(config: trt.IBuilderConfig, nbytes: int, v: str) -> None:

@@ -33,6 +33,12 @@ __all__ = [
 VARIANTS = ("baseline", "vanilla", "shallow", "full")
 DATASETS = ("synthetic", "sysu", "regdb", "market")
 ALTERNATE = ("epoch", "step", "grl")
+#: what --root must hold, for the one-line error of a real-data preset started without it
+DATA_LAYOUTS = {
+    "sysu": "SYSU-MM01 layout cam1..cam6/<pid:04d>/*.jpg + exp/{train,val,test}_id.txt",
+    "regdb": "RegDB layout Visible/, Thermal/, idx/{train,test}_{visible,thermal}_{trial}.txt",
+    "market": "Market-1501 layout bounding_box_train/, bounding_box_test/, query/",
+}
 
 
 class ConfigError(ValueError):
@@ -47,91 +53,108 @@ def default_cache_dir() -> Path:
     return Path(base) / "irreid-edge"
 
 
+def _f(default: Any, help: str) -> Any:
+    """A config field with its one-line meaning (``help``): docs/training.md's field table is built from it."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class DataConfig:
-    name: str = "synthetic"
-    root: str | None = None  # None for synthetic: generated into the cache folder
-    height: int = 288
-    width: int = 144
-    p: int = 8  # identities per batch
-    k: int = 4  # images per identity and modality
-    flip: float = 0.5
-    erasing: float = 0.2
-    channel_aug: float = 0.0
-    workers: int = 2
-    val_split: bool = True  # SYSU layout: hold exp/val_id.txt out for model selection
-    synthetic_ids: int = 300
-    synthetic_seed: int = 0
-    synthetic_mark_scale: float = 1.0  # train.data.synthetic_render.Style
-    synthetic_ir_dye: float = 0.0
-    synthetic_clutter: float = 1.0
-    regdb_trial: int = 1
-    market_ir_cams: tuple[int, ...] = (4, 5, 6)
-    pseudo_ir: str = "red"  # red | gray | thermal, or several joined by "+" (each IR image once per rendering)
-    extra_market_root: str | None = None  # the paper adds Market-1501 (pseudo-IR) to the training ids
-    # LLVIP thermal/visible crops (issue 15): tested on its held-out frames in the final summary; with
-    # llvip_train, its training frames' pairs join the training ids as cross-modal positives.
-    llvip_root: str | None = None
-    llvip_train: bool = False
+    """``data:`` what to train on and how batches are drawn and augmented."""
+
+    name: str = _f("synthetic", "dataset: synthetic, sysu, regdb, market")
+    root: str | None = _f(None, "dataset folder (--root); none for synthetic: generated into the cache folder")
+    height: int = _f(288, "input height in pixels")
+    width: int = _f(144, "input width in pixels")
+    p: int = _f(8, "identities per batch (P)")
+    k: int = _f(4, "images per identity and modality (K): a batch holds 2·P·K images")
+    flip: float = _f(0.5, "probability of a horizontal flip")
+    erasing: float = _f(0.2, "probability of random erasing")
+    channel_aug: float = _f(0.0, "probability of replacing a colour image by one of its channels (channel augmentation)")
+    workers: int = _f(2, "data-loading worker processes (--workers)")
+    val_split: bool = _f(True, "hold identities out for model selection (SYSU layout: exp/val_id.txt)")
+    synthetic_ids: int = _f(300, "synthetic: number of identities generated")
+    synthetic_seed: int = _f(0, "synthetic: generator seed")
+    synthetic_mark_scale: float = _f(1.0, "synthetic: size of the identity marks (train.data.synthetic_render.Style)")
+    synthetic_ir_dye: float = _f(0.0, "synthetic: how much IR intensity follows the dye's brightness (0..1)")
+    synthetic_clutter: float = _f(1.0, "synthetic: amount of background clutter")
+    regdb_trial: int = _f(1, "RegDB: the trial (1..10) whose training ids are used")
+    market_ir_cams: tuple[int, ...] = _f((4, 5, 6), "Market-1501: cameras read as pseudo-IR")
+    pseudo_ir: str = _f("red", "Market-1501: pseudo-IR rendering: red, gray, thermal, or several joined by + "
+                        "(each IR image once per rendering)")
+    extra_market_root: str | None = _f(None, "Market-1501 folder whose ids are added to training (the paper adds them)")
+    llvip_root: str | None = _f(None, "LLVIP thermal/visible crops (ir/, vis/): tested on its held-out frames at the end")
+    llvip_train: bool = _f(False, "LLVIP: its training frames' pairs join the training ids as cross-modal positives")
 
 
 @dataclass
 class ModelConfig:
-    name: str = "dat_resnet50"
-    pretrained: str = "imagenet"  # imagenet | none | a local weights file
-    stripes: int = 3
-    share_from: int = 4
-    embed_dim: int = 512
-    last_stride: int = 1
+    """``model:`` the network (train.models.create_model)."""
+
+    name: str = _f("dat_resnet50", "dat_<backbone>: dat_resnet18, dat_resnet34, dat_resnet50 or a registered one")
+    pretrained: str = _f("imagenet", "backbone weights: imagenet, none, or a local weights file")
+    stripes: int = _f(3, "horizontal stripes of the head (1..9; Fig. 5 of the paper)")
+    share_from: int = _f(4, "first residual block shared by both modalities (1..4; 4 = the paper: block 4 shared)")
+    embed_dim: int = _f(512, "dimension of each stripe's feature (the embedding is stripes x embed_dim)")
+    last_stride: int = _f(1, "stride of the last residual stage (1 or 2)")
 
 
 @dataclass
 class LossConfig:
-    variant: str = "full"
-    margin: float = 0.3
-    label_smoothing: float = 0.0
-    adv_weight: float = 1.0
+    """``loss:`` the objective (train.losses)."""
+
+    variant: str = _f("full", "adversarial part (Table 2): baseline, vanilla, shallow, full")
+    margin: float = _f(0.3, "batch-hard triplet margin")
+    label_smoothing: float = _f(0.0, "cross-entropy label smoothing (0 = the paper)")
+    adv_weight: float = _f(1.0, "weight of the adversarial loss in the extractor's objective")
     # 0: the paper (full adversarial weight from the first step). > 0: the weight ramps up as in DANN
     # (Ganin et al. 2016: 2 / (1 + e^(-10 p)) - 1, p = epochs done / adv_ramp_epochs, capped at 1); a network
     # trained from random init (the demo) otherwise has its features scrambled before it has any.
-    adv_ramp_epochs: float = 0.0
+    adv_ramp_epochs: float = _f(0.0, "epochs over which the adversarial weight ramps up as in DANN (0 = none, the paper)")
+    extra_terms: dict[str, float] = field(default_factory=dict, metadata={
+        "help": "registered extra loss terms and their weights, e.g. centre:0.001 (--plugin)"})
 
 
 @dataclass
 class OptimConfig:
-    epochs: int = 70  # total, counting both phases when alternating by epoch (35 + 35 in the paper)
-    alternate: str = "epoch"  # epoch | step | grl
-    optimizer: str = "sgd"  # sgd (the paper) | adam
-    lr_new: float = 0.01
-    lr_pretrained: float = 0.001
-    lr_domain: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 0
-    milestones: tuple[int, ...] = (40, 60)
-    gamma: float = 0.1
-    amp: bool = True  # CUDA only
-    grad_clip: float = 0.0
+    """``optim:`` optimisation and schedule."""
+
+    epochs: int = _f(70, "total epochs, both phases when alternating by epoch (35 + 35 in the paper)")
+    alternate: str = _f("epoch", "min-max schedule: epoch (the paper), step, grl (gradient reversal)")
+    optimizer: str = _f("sgd", "sgd (the paper) or adam")
+    lr_new: float = _f(0.01, "learning rate of new layers (stripe head, classifiers)")
+    lr_pretrained: float = _f(0.001, "learning rate of the backbone")
+    lr_domain: float = _f(0.01, "learning rate of the domain classifiers")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(5e-4, "weight decay")
+    warmup_epochs: int = _f(0, "linear warm-up from 0.1x over this many epochs")
+    milestones: tuple[int, ...] = _f((40, 60), "epochs at which the learning rates are multiplied by gamma")
+    gamma: float = _f(0.1, "learning-rate factor at each milestone")
+    amp: bool = _f(True, "mixed precision (CUDA only)")
+    grad_clip: float = _f(0.0, "clip the gradient norm to this (0 = off)")
 
 
 @dataclass
 class TrainConfig:
-    name: str = "run"
-    preset: str = "sysu-paper"
-    seed: int = 0
-    out_dir: str = "runs"
-    device: str = "auto"
-    eval_every: int = 5
-    max_steps: int | None = None  # stop after this many optimisation steps in total (quick runs)
-    max_steps_per_epoch: int | None = None
-    threads: int | None = None
-    log_batches: bool = False  # write batches.rank<R>.jsonl: the dataset indices of every step (DDP checks)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Top-level fields of a run; the sections follow."""
 
-    def validate(self) -> TrainConfig:
+    name: str = _f("run", "run name: the folder under out_dir (--name)")
+    preset: str = _f("sysu-paper", "the preset this config started from")
+    seed: int = _f(0, "seed of weights, sampling and augmentation")
+    out_dir: str = _f("runs", "folder of run folders (--out-dir, $IRREID_RUNS)")
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    eval_every: int = _f(5, "validate every this many epochs (and after the last)")
+    max_steps: int | None = _f(None, "stop after this many optimisation steps in total (quick runs)")
+    max_steps_per_epoch: int | None = _f(None, "at most this many steps per epoch (quick runs)")
+    threads: int | None = _f(None, "torch CPU threads (none: torch's default)")
+    log_batches: bool = _f(False, "write batches.rank<R>.jsonl: the dataset indices of every step (DDP checks)")
+    plugins: tuple[str, ...] = _f((), "Python files or modules registering backbones / loss terms (--plugin)")
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "data section"})
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "model section"})
+    loss: LossConfig = field(default_factory=LossConfig, metadata={"help": "loss section"})
+    optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "optim section"})
+
+    def validate(self, require_root: bool = True) -> TrainConfig:
         _check_choice("data.name", self.data.name, DATASETS)
         _check_choice("loss.variant", self.loss.variant, VARIANTS)
         _check_choice("optim.alternate", self.optim.alternate, ALTERNATE)
@@ -155,8 +178,9 @@ class TrainConfig:
                 raise ConfigError(f"{name}={_get(self, name)} is invalid; it must be a probability in [0, 1]")
         if self.data.llvip_train and not self.data.llvip_root:
             raise ConfigError("data.llvip_train needs data.llvip_root (the LLVIP crops folder with ir/ and vis/)")
-        if self.data.name != "synthetic" and not self.data.root:
-            raise ConfigError(f"data.root is required for data.name={self.data.name!r}; pass --root DIR")
+        if require_root and self.data.name != "synthetic" and not self.data.root:
+            raise ConfigError(f"data.root is required for data.name={self.data.name!r} (preset {self.preset}): pass "
+                              f"--root DIR, the folder in the {DATA_LAYOUTS[self.data.name]}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,14 +203,13 @@ def _get(cfg: TrainConfig, dotted: str) -> Any:
 
 # -- presets (a table, not a chain of ifs) ----------------------------------------------------------
 def _demo() -> TrainConfig:
-    # Sized to finish on a 2-core CPU in <= 10 minutes from random init (nothing to download): 64x32
-    # input (47 GFLOP per 64-image training step for dat_resnet18, against 189 at 128x64), no loader
-    # worker processes (a worker competing with torch's two threads for two cores slows each step
-    # several-fold), one extractor and one D update per step.
-    # Chosen by bench/demo_sweep_gpu.sh (plans 1-5, docs/training.md): with IR intensity independent of
-    # the dye (the rendering's default) no setting passed 11 % test rank-1, not 80 epochs nor 128x64; with
-    # IR following the dye's brightness, Adam, channel augmentation and a gentle adversary (weight 0.3,
-    # D lr 1e-4, DANN ramp) the full method reaches ~50 % in the same 16 epochs.
+    # Made to train from random init on a 2-core CPU within the demo's time budget: a small input
+    # (compute per step grows with the pixel count), no loader worker processes (a worker competing
+    # with torch's threads for two cores slows every step), one extractor and one D update per step.
+    # The rendering and the optimiser settings were chosen by the sweep of bench/demo_sweep_gpu.sh;
+    # docs/training.md "How the demo preset was chosen" has its commands and results: infrared that
+    # follows the dye's brightness, Adam, channel augmentation and a gentle adversary (weight 0.3,
+    # D lr 1e-4, DANN ramp).
     return TrainConfig(
         name="demo", preset="demo", eval_every=4,
         data=DataConfig(name="synthetic", height=64, width=32, p=8, k=4, workers=0, synthetic_ids=300,
@@ -209,19 +232,18 @@ def _regdb_paper() -> TrainConfig:
 def _market_pseudo_ir() -> TrainConfig:
     return TrainConfig(
         name="market-pseudo-ir", preset="market-pseudo-ir", eval_every=5,
-        data=DataConfig(name="market", root="../shared/data/market1501-dev", height=128, width=64, val_split=True),
+        data=DataConfig(name="market", height=128, width=64, val_split=True),
         model=ModelConfig(name="dat_resnet50", pretrained="imagenet"),
     )
 
 
 def _market_cpu() -> TrainConfig:
-    # Random init on Market-1501 pseudo-IR within 60 minutes on a 2-core CPU (issue 15). The base is the
+    # Random init on Market-1501 pseudo-IR within an hour on a 2-core CPU (issue 15): the settings of the
     # run the issue measured (dat_resnet18 128x64, Adam 1e-3, channel aug 0.5, adversarial weight 0.3 on a
-    # 5-epoch ramp, D lr 1e-4: 20 epochs in 13 min, red -> colour 32 % on unseen ids, real thermal 1 %);
-    # this preset spends the rest of the hour on epochs (60 ~ 40 min there) and renders every pseudo-IR
-    # image twice, red (the paper's probes) and pseudo-thermal (train.data.thermal: real thermal crops
-    # look nothing like a red channel). docs/training.md "Real photographs" has the measurements and
-    # what was not measured. No default root: the data is the user's (issue 19 item 4).
+    # 5-epoch ramp, D lr 1e-4), with the rest of the hour spent on epochs, and every pseudo-IR image
+    # rendered twice, red (the paper's probes) and pseudo-thermal (train.data.thermal: real thermal crops
+    # look nothing like a red channel). docs/training.md "Real photographs" has the measurements, their
+    # commands and what was not measured. No default root: the data is the user's (issue 19 item 4).
     return TrainConfig(
         name="market-cpu", preset="market-cpu", eval_every=10,
         data=DataConfig(name="market", root=None, height=128, width=64, p=8, k=4, workers=0,
@@ -249,35 +271,48 @@ def get_preset(name: str) -> TrainConfig:
 
 
 # -- overrides ---------------------------------------------------------------------------------------
-def _coerce(current: Any, text: Any, name: str, optional: bool = False) -> Any:
-    """Convert ``text`` to the type of the field's current value (``none`` clears an optional field)."""
-    if optional and isinstance(text, str) and text.lower() in ("none", "null"):
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+SECTIONS = ("data", "model", "loss", "optim")
+
+
+def _scalar(base: str, value: Any, name: str) -> Any:
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in _TRUE + _FALSE:
+            return str(value).lower() in _TRUE
+        raise ConfigError(f"{name}={value!r} is invalid; valid values: true, false")
+    if isinstance(value, bool) and base in ("int", "float"):
+        raise ValueError(value)
+    if base == "int":
+        return int(value)
+    if base == "float":
+        return float(value)
+    if isinstance(value, (dict, list, tuple)):
+        raise ValueError(value)
+    return str(value)
+
+
+def _coerce(annotation: str, value: Any, name: str) -> Any:
+    """``value`` (text from --set, or a YAML/JSON value) as the field's declared type."""
+    optional = annotation.endswith(" | None")
+    base = annotation.removesuffix(" | None")
+    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null"))):
         return None
-    if not isinstance(text, str):
-        return tuple(text) if isinstance(current, tuple) else text
-    if isinstance(current, bool):
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{name}={text!r} is invalid; valid values: true, false")
+    if value is None:
+        raise ConfigError(f"{name} cannot be none; expected {base}")
     try:
-        if isinstance(current, int):
-            return int(text)
-        if isinstance(current, float):
-            return float(text)
-        if isinstance(current, tuple):
-            return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ConfigError(f"{name}={text!r} is invalid; expected {type(current).__name__}") from None
-    if current is None and text.lower() in ("none", "null"):
-        return None
-    if current is None:
-        try:
-            return int(text)
-        except ValueError:
-            return text
-    return text
+        if base.startswith("tuple["):  # tuple[int, ...] / tuple[str, ...]: "4,5,6" or a list
+            items = [x.strip() for x in value.split(",")] if isinstance(value, str) else list(value)
+            return tuple(_scalar(base[6:-6], x, name) for x in items if x != "")
+        if base.startswith("dict["):  # dict[str, float]: "centre:0.001,other:1" or a mapping
+            if isinstance(value, str):
+                value = dict(item.split(":", 1) for item in value.split(",") if item.strip())
+            return {str(k).strip(): float(v) for k, v in dict(value).items()}
+        return _scalar(base, value, name)
+    except (ValueError, TypeError):
+        example = {"dict[str, float]": " (NAME:WEIGHT,...)", "tuple[int, ...]": " (4,5,6)"}.get(base, "")
+        raise ConfigError(f"{name}={value!r} is invalid; expected {base}{example}") from None
 
 
 def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
@@ -288,24 +323,24 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
         *parents, leaf = dotted.split(".")
         obj: Any = cfg
         for part in parents:
-            if not hasattr(obj, part) or not dataclasses.is_dataclass(getattr(obj, part)):
-                raise ConfigError(f"unknown config section {dotted!r}; sections: data, model, loss, optim")
+            if part not in SECTIONS or obj is not cfg:
+                raise ConfigError(f"unknown config section {dotted!r}; sections: {', '.join(SECTIONS)}")
             obj = getattr(obj, part)
-        names = [f.name for f in dataclasses.fields(obj) if not dataclasses.is_dataclass(getattr(obj, f.name))]
-        if leaf not in names:
-            raise ConfigError(f"unknown config field {dotted!r}; valid fields here: {', '.join(names)}")
-        optional = getattr(type(obj)(), leaf) is None  # fields whose default is None may be cleared
-        setattr(obj, leaf, _coerce(getattr(obj, leaf), value, dotted, optional))
+        fields = {f.name: f for f in dataclasses.fields(obj) if f.name not in SECTIONS}
+        if leaf not in fields:
+            raise ConfigError(f"unknown config field {dotted!r}; valid fields here: {', '.join(fields)}")
+        setattr(obj, leaf, _coerce(str(fields[leaf].type), value, dotted))
     return cfg
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(d: dict[str, Any]) -> dict[str, Any]:
+    """{"data": {"root": x}, "seed": 1} -> {"data.root": x, "seed": 1}; a dict-valued field stays whole."""
     out: dict[str, Any] = {}
     for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+        if k in SECTIONS and isinstance(v, dict):
+            out.update({f"{k}.{leaf}": value for leaf, value in v.items()})
         else:
-            out[f"{prefix}{k}"] = v
+            out[k] = v
     return out
 
 

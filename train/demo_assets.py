@@ -40,7 +40,7 @@ def make_assets(data_root: str | Path, out: str | Path, probes: int = 3) -> tupl
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.demo_assets", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m train.demo_assets", description=__doc__.splitlines()[0])
     p.add_argument("--run", default="runs/demo", help="the training run folder (default: runs/demo)")
     p.add_argument("--probes", type=int, default=3, help="how many IR probes (one per identity)")
     return p

@@ -1,18 +1,21 @@
 """`python -m train.fit`: train the paper's network (or a small preset) and write runs/<name>/.
 
-    python -m train.fit                                   # the demo: synthetic data, CPU, minutes
+    python -m train.fit                                   # the demo: synthetic data, on a CPU
     python -m train.fit --preset sysu-paper --root /data/SYSU-MM01 --variant baseline
     torchrun --nproc_per_node 2 -m train.fit --preset demo --max-steps 20
     python -m train.fit --resume runs/demo/last.pt
+    python -m train.fit --preset sysu-paper --print-config > sysu.yaml   # edit, then --config sysu.yaml
+    python -m train.fit --plugin my_backbone.py --set model.name=dat_tiny_cnn   # docs/training.md
 
 Writes ``last.pt`` after every epoch and ``best.pt`` at each validation improvement (atomically),
-``metrics.jsonl``, ``curves.png``, ``config.json`` and, for SYSU-layout data, ``test.json``.
+``metrics.jsonl``, ``curves.png``, ``config.json`` and, for SYSU-layout and RegDB data, ``test.json``.
+A new run never writes into a folder holding another run: ``--resume`` continues one, ``--name``
+starts another. Every config field, its default and meaning: docs/training.md "All config fields".
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -32,7 +35,7 @@ __all__ = ["get_args_parser", "main", "resolve_config"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.fit", description=__doc__,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m train.fit", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="demo", help=f"one of: {', '.join(PRESETS)} (default: demo)")
     p.add_argument("--config", help="YAML file with data:/model:/loss:/optim: sections (applied after the preset)")
@@ -52,6 +55,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override any config field, e.g. --set optim.lr_new=0.02 (repeatable)")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+                   help="import a file or module registering backbones / loss terms (repeatable; recorded in the run)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config as YAML (what --config reads back) and exit")
     return p
 
 
@@ -78,19 +85,48 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
             raise ConfigError(f"--set {item!r} is invalid; use SECTION.FIELD=VALUE, e.g. optim.epochs=10")
         k, v = item.split("=", 1)
         overrides[k.strip()] = v.strip()
+    if args.plugin:
+        from .plugins import normalise_plugin
+
+        given = overrides.get("plugins", cfg.plugins)
+        given = tuple(given.split(",") if isinstance(given, str) else given)
+        overrides["plugins"] = given + tuple(normalise_plugin(p) for p in args.plugin if normalise_plugin(p) not in given)
     if args.variant and not args.name and not args.resume:
         overrides.setdefault("name", f"{cfg.name}-{args.variant}")
-    return apply_overrides(cfg, overrides).validate()
+    return apply_overrides(cfg, overrides).validate(require_root=not args.print_config)
+
+
+def check_registered(cfg: TrainConfig) -> None:
+    """Import the config's plugins, then refuse an unknown model or loss term before any work starts."""
+    from .losses import ObjectiveConfig
+    from .models.registry import backbone_of
+    from .plugins import load_plugins
+
+    load_plugins(cfg.plugins)
+    backbone_of(cfg.model.name)
+    ObjectiveConfig(extra_terms=tuple(cfg.loss.extra_terms.items()))
+
+
+def dump_config(cfg: TrainConfig) -> str:
+    """The config as YAML that --config reads back into the same config."""
+    import yaml
+
+    head = f"# python -m train.fit --config THIS.yaml reproduces this configuration (preset {cfg.preset})\n"
+    return head + yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
         cfg = resolve_config(args)
+        if args.print_config:
+            sys.stdout.write(dump_config(cfg))
+            return 0
+        check_registered(cfg)
     except (ConfigError, ValueError) as e:
         print(f"train.fit: error: {e}", file=sys.stderr)
         return 2
-    from .loop import run_training
+    from .run import run_training
 
     try:
         return run_training(cfg, resume=args.resume, test=not args.no_test, quiet=args.quiet)
@@ -100,10 +136,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         print(f"train.fit: error: {e}", file=sys.stderr)
         return 2
-
-
-def dump_config(cfg: TrainConfig) -> str:
-    return json.dumps(cfg.to_dict(), indent=2)
 
 
 if __name__ == "__main__":

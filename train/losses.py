@@ -21,6 +21,11 @@ Optimisation (alternating, the paper's min-max): step the extractor's optimiser 
 `feature_objective` (D's parameters receive gradients too — do not step them, zero them before the D
 step) and D's optimiser on `discriminator_objective` (features detached). With a gradient-reversal
 layer instead, `grl_objective` gives one loss for both: the extractor sees −λ·∂L_adv, D sees +∂L_adv.
+
+Extra loss terms: ``@register_loss_term(name)`` registers ``fn(out, labels, modality, model) -> scalar``
+(a user's file, imported with ``--plugin``); ``loss.extra_terms={name: weight}`` adds
+``weight · fn(...)`` to the extractor's objective (logged as ``loss/<name>``). Terms have no
+parameters of their own (nothing would optimise them).
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from train.models import ReIDOutput
 
 __all__ = [
     "ADVERSARIAL_MODES",
+    "LOSS_TERMS",
     "VARIANTS",
     "AdvVariant",
     "GradReverse",
-    "LossConfig",
+    "ObjectiveConfig",
     "adversarial_loss",
     "batch_hard_triplet",
     "discriminator_objective",
@@ -48,6 +54,7 @@ __all__ = [
     "grad_reverse",
     "grl_objective",
     "pairwise_euclidean",
+    "register_loss_term",
     "required_domain_levels",
     "stripe_ce",
 ]
@@ -153,6 +160,35 @@ def grad_reverse(x: torch.Tensor, lambd: float = 1.0) -> torch.Tensor:
     return GradReverse.apply(x, lambd)
 
 
+# -- extra loss terms (a registry, as for backbones) ----------------------------------------------------
+LossTerm = Callable[[ReIDOutput, torch.Tensor, Any, Any], torch.Tensor]
+LOSS_TERMS: dict[str, LossTerm] = {}
+_BUILT_IN_TERMS = ("ce", "triplet", "adv", "total")
+
+
+def register_loss_term(name: str) -> Callable[[LossTerm], LossTerm]:
+    """Decorator: ``fn(out: ReIDOutput, labels, modality, model) -> scalar tensor`` becomes term ``name``."""
+    if name in _BUILT_IN_TERMS or name.startswith(("adv_", "d_")) or not name.replace("_", "").isalnum():
+        raise ValueError(f"loss term name {name!r} is invalid or taken; use letters, digits and underscores, "
+                         f"not {', '.join(_BUILT_IN_TERMS)}, adv_* or d_*")
+
+    def decorate(fn: LossTerm) -> LossTerm:
+        if name in LOSS_TERMS and LOSS_TERMS[name] is not fn:
+            raise ValueError(f"loss term {name!r} is already registered (by {LOSS_TERMS[name].__module__})")
+        LOSS_TERMS[name] = fn
+        return fn
+
+    return decorate
+
+
+def _extra_terms(out: ReIDOutput, labels: torch.Tensor, modality: Any, model: Any,
+                 cfg: ObjectiveConfig) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """({name: term}, Σ weight · term) of ``cfg.extra_terms``."""
+    terms = {name: LOSS_TERMS[name](out, labels, modality, model) for name, _ in cfg.extra_terms}
+    total = sum((w * terms[name] for name, w in cfg.extra_terms), out.parts.new_zeros((), dtype=torch.float32))
+    return terms, total
+
+
 # -- variants and configuration ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AdvVariant:
@@ -172,11 +208,11 @@ ADVERSARIAL_MODES = ("minmax", "grl")
 
 def required_domain_levels(variant: str) -> tuple[str, ...]:
     """The `domain_levels` create_model needs for `variant` (pass them on to the model)."""
-    return LossConfig(variant=variant).adv.levels
+    return ObjectiveConfig(variant=variant).adv.levels
 
 
 @dataclass(frozen=True)
-class LossConfig:
+class ObjectiveConfig:
     variant: str = "full"
     label_smoothing: float = 0.0
     margin: float | None = 0.3  # None: soft-margin triplet
@@ -184,8 +220,18 @@ class LossConfig:
     adv_weight: float = 1.0  # weight of Σ_j L_adv in the extractor's objective (eq. 1: 1)
     adversarial: str = "minmax"  # "minmax" (alternate, the paper) | "grl" (gradient reversal)
     grl_lambda: float = 1.0
+    extra_terms: tuple[tuple[str, float], ...] = ()  # (registered term, weight) added to the extractor's loss
 
     def __post_init__(self) -> None:
+        unknown = [name for name, _ in self.extra_terms if name not in LOSS_TERMS]
+        if unknown:
+            from .plugins import load_env_plugins
+
+            load_env_plugins()
+            unknown = [name for name, _ in self.extra_terms if name not in LOSS_TERMS]
+        if unknown:
+            raise ValueError(f"unknown loss term(s) {unknown}; registered: {', '.join(sorted(LOSS_TERMS)) or 'none'} "
+                             "(register your own with @register_loss_term in a file and pass --plugin FILE.py)")
         object.__setattr__(self, "variant", VARIANT_ALIASES.get(self.variant, self.variant))
         if self.variant not in VARIANTS:
             valid = ", ".join([*VARIANTS, *VARIANT_ALIASES])
@@ -209,7 +255,7 @@ def _adversarial_terms(
     out: ReIDOutput,
     modality: Any,
     model: Any,
-    cfg: LossConfig,
+    cfg: ObjectiveConfig,
     transform: Callable[[torch.Tensor], torch.Tensor],
 ) -> dict[str, torch.Tensor]:
     """{'adv_<level>': L_adv(level, w)} for the variant's levels; `transform` acts on D's inputs."""
@@ -239,7 +285,7 @@ def _adversarial_terms(
     return terms
 
 
-def _reid_terms(out: ReIDOutput, labels: torch.Tensor, cfg: LossConfig) -> dict[str, torch.Tensor]:
+def _reid_terms(out: ReIDOutput, labels: torch.Tensor, cfg: ObjectiveConfig) -> dict[str, torch.Tensor]:
     if out.logits is None:
         raise ValueError(
             "the cross-entropy loss needs identity logits: create the model with num_classes > 0"
@@ -255,19 +301,21 @@ def _total_adv(adv: dict[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor
 
 
 def feature_objective(
-    out: ReIDOutput, labels: torch.Tensor, modality: Any, model: Any, cfg: LossConfig
+    out: ReIDOutput, labels: torch.Tensor, modality: Any, model: Any, cfg: ObjectiveConfig
 ) -> dict[str, torch.Tensor]:
     """Eq. 1 for the feature extractor: total = Σ_i CE + w_tri·L_tri − w_adv·Σ_j L_adv(g_j, w)."""
     terms = _reid_terms(out, labels, cfg)
+    extra, extra_total = _extra_terms(out, labels, modality, model, cfg)
     adv = _adversarial_terms(out, modality, model, cfg, lambda t: t)
-    terms |= adv
+    terms |= extra | adv
     terms["adv"] = _total_adv(adv, out.parts)
-    terms["total"] = terms["ce"] + cfg.triplet_weight * terms["triplet"] - cfg.adv_weight * terms["adv"]
+    terms["total"] = (terms["ce"] + cfg.triplet_weight * terms["triplet"] + extra_total
+                      - cfg.adv_weight * terms["adv"])
     return terms
 
 
 def discriminator_objective(
-    out: ReIDOutput, modality: Any, model: Any, cfg: LossConfig
+    out: ReIDOutput, modality: Any, model: Any, cfg: ObjectiveConfig
 ) -> dict[str, torch.Tensor]:
     """What the domain classifiers minimise: total = Σ_j L_adv(g_j, w), on detached features."""
     adv = _adversarial_terms(out, modality, model, cfg, torch.Tensor.detach)
@@ -279,7 +327,7 @@ def grl_objective(
     labels: torch.Tensor,
     modality: Any,
     model: Any,
-    cfg: LossConfig,
+    cfg: ObjectiveConfig,
     lambd: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """One loss for both players through a gradient-reversal layer: total = Σ CE + w_tri·L_tri + Σ_j L_adv.
@@ -289,8 +337,9 @@ def grl_objective(
     """
     lam = cfg.adv_weight * cfg.grl_lambda if lambd is None else lambd
     terms = _reid_terms(out, labels, cfg)
+    extra, extra_total = _extra_terms(out, labels, modality, model, cfg)
     adv = _adversarial_terms(out, modality, model, cfg, lambda t: grad_reverse(t, lam))
-    terms |= adv
+    terms |= extra | adv
     terms["adv"] = _total_adv(adv, out.parts)
-    terms["total"] = terms["ce"] + cfg.triplet_weight * terms["triplet"] + terms["adv"]
+    terms["total"] = terms["ce"] + cfg.triplet_weight * terms["triplet"] + extra_total + terms["adv"]
     return terms

@@ -37,7 +37,7 @@ class PreparedData:
     val_queries: list[Record] = field(default_factory=list)
     val_gallery: list[Record] = field(default_factory=list)
     val_protocol: str = "sysu"
-    has_test_split: bool = False  # a SYSU-layout test split exists (sysu, synthetic)
+    has_test_split: bool = False  # a test split to score at the end: SYSU layout (sysu, synthetic), RegDB's trial
 
     @property
     def num_classes(self) -> int:
@@ -161,7 +161,8 @@ def prepare_data(cfg: DataConfig, is_main: bool = True) -> PreparedData:
     elif cfg.name == "sysu":
         data = _sysu_like(Path(str(cfg.root)), cfg)
     elif cfg.name == "regdb":
-        data = PreparedData(str(cfg.root), read_regdb(str(cfg.root), cfg.regdb_trial, "train"), val_protocol="regdb")
+        data = PreparedData(str(cfg.root), read_regdb(str(cfg.root), cfg.regdb_trial, "train"), val_protocol="regdb",
+                            has_test_split=True)
     elif cfg.name == "market":
         data = _market(Path(str(cfg.root)), cfg)
     else:  # config validation lists the valid names first; this guards direct callers

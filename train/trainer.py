@@ -1,4 +1,5 @@
-"""The training loop: alternating min-max optimisation (METHOD.md §Losses), checkpoints, validation.
+"""The Trainer: one network, its optimisers and one optimisation step of the alternating min-max
+(METHOD.md §Losses), plus its checkpoint state and validation. The epoch loop is train.run.
 
 Phases (``optim.alternate``):
 - ``epoch`` (the paper, §4.2): even epochs optimise the feature extractor with D frozen, odd epochs
@@ -62,9 +63,9 @@ def adv_ramp_weight(full: float, ramp_epochs: float, epoch: float) -> float:
     return full * (2.0 / (1.0 + math.exp(-10.0 * min(1.0, epoch / ramp_epochs))) - 1.0)
 
 
-def _loss_config(cfg: TrainConfig) -> L.LossConfig:
-    return L.LossConfig(variant=cfg.loss.variant, label_smoothing=cfg.loss.label_smoothing, margin=cfg.loss.margin,
-                        adv_weight=cfg.loss.adv_weight,
+def _loss_config(cfg: TrainConfig) -> L.ObjectiveConfig:
+    return L.ObjectiveConfig(variant=cfg.loss.variant, label_smoothing=cfg.loss.label_smoothing, margin=cfg.loss.margin,
+                        adv_weight=cfg.loss.adv_weight, extra_terms=tuple(cfg.loss.extra_terms.items()),
                         adversarial="grl" if cfg.optim.alternate == "grl" else "minmax")
 
 

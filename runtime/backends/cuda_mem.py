@@ -1,27 +1,44 @@
 """CUDA memory and streams for the TensorRT backend: cuda-python first, pycuda as the fallback.
 
 Only what inference needs: device buffers, pinned host buffers, one stream, async copies, and the
-device's name and compute capability (the engine key). cuda-python's runtime API lives in
-``cuda.bindings.runtime`` (cuda-python >= 12.6) and ``cuda.cudart`` before; every call returns
-``(err, *values)``. pycuda uses the driver API, so it retains the device's primary context, the one
-TensorRT's runtime-API calls use too.
+device's description (the engine key). cuda-python's runtime API lives in ``cuda.bindings.runtime``
+(cuda-python >= 12.6) and ``cuda.cudart`` before; every call returns ``(err, *values)``. pycuda uses
+the driver API, so it retains the device's primary context, the one TensorRT's runtime-API calls use
+too.
+
+A binding that imports may still not work: cuda-python 13 needs the CUDA 13 driver (JetPack 7) and
+its first call fails on JetPack 6's CUDA 12 driver. So ``load_cuda`` falls back on *any* error of a
+binding's initialisation, says once why, and raises ``CudaUnavailableError`` (with every binding's
+reason) only when none works; ``runtime.encoder`` then runs ONNX Runtime instead of crashing.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["CudaApi", "DeviceInfo", "cuda_unavailable_reason", "load_cuda"]
+__all__ = ["CudaApi", "CudaUnavailableError", "DeviceInfo", "cuda_unavailable_reason", "load_cuda", "reset_cuda"]
+
+#: what to install, per JetPack (pyproject extras; docs/install.md)
+BINDING_HINT = ("install the binding for your JetPack: `pip install \".[jetson6]\"` (CUDA 12, cuda-python 12.x) or "
+                "`\".[jetson7]\"` (CUDA 13, cuda-python 13.x), or `\".[pycuda]\"`")
+
+
+class CudaUnavailableError(RuntimeError):
+    """No CUDA binding could initialise the device; the message names each binding's reason."""
 
 
 @dataclass(frozen=True)
 class DeviceInfo:
     name: str
     compute_capability: str  # "8.7"
+    sm_count: int = 0        # streaming multiprocessors: tells Orin NX 8 GB from 16 GB, Nano from NX
+    total_memory: int = 0    # bytes (shared with the CPU on a Jetson)
 
 
 class CudaApi(Protocol):
@@ -101,11 +118,17 @@ class CudaPython:
         dev = int(self._check(self.rt.cudaGetDevice()))
         props = self._check(self.rt.cudaGetDeviceProperties(dev))
         name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-        return DeviceInfo(name.rstrip("\x00").strip(), f"{props.major}.{props.minor}")
+        return DeviceInfo(name.rstrip("\x00").strip(), f"{props.major}.{props.minor}",
+                          int(props.multiProcessorCount), int(props.totalGlobalMem))
 
 
 class PyCuda:
-    """pycuda driver API on the primary context."""
+    """pycuda driver API on the primary context.
+
+    The context pushed here is popped at exit: pycuda aborts the process when its context stack is
+    not empty at module cleanup ("PyCUDA ERROR: The context stack was not empty upon module
+    cleanup", NVIDIA/TensorRT issue 2357). Same push/pop-at-exit as ``pycuda.autoprimaryctx``.
+    """
 
     name = "pycuda"
 
@@ -114,10 +137,24 @@ class PyCuda:
 
         drv.init()
         self.drv = drv
-        self.ctx = drv.Device(0).retain_primary_context()
+        self.ctx: Any = drv.Device(0).retain_primary_context()
         self.ctx.push()
+        atexit.register(self.close)
         self._allocs: dict[int, Any] = {}
         self._streams: dict[int, Any] = {}
+
+    def close(self) -> None:
+        """Pop the context pushed in __init__ (once; atexit calls it too) and drop pycuda's
+        per-context caches, as ``pycuda.autoprimaryctx`` does at exit."""
+        ctx, self.ctx = self.ctx, None
+        if ctx is None:
+            return
+        ctx.pop()
+        try:
+            from pycuda.tools import clear_context_caches
+        except ImportError:
+            return
+        clear_context_caches()
 
     def malloc(self, nbytes: int) -> int:
         alloc = self.drv.mem_alloc(max(int(nbytes), 1))
@@ -152,20 +189,58 @@ class PyCuda:
     def device(self) -> DeviceInfo:
         dev = self.drv.Context.get_device()
         major, minor = dev.compute_capability()
-        return DeviceInfo(str(dev.name()).strip(), f"{major}.{minor}")
+        sms = dev.get_attribute(self.drv.device_attribute.MULTIPROCESSOR_COUNT)
+        return DeviceInfo(str(dev.name()).strip(), f"{major}.{minor}", int(sms), int(dev.total_memory()))
+
+
+_LOADED: list[CudaApi] = []  # one binding (one primary context) per process
+_SAID: set[str] = set()
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, ImportError):
+        return "not installed"
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _driver_hint(reason: str) -> str:
+    """cudaErrorInsufficientDriver (35) is cuda-python newer than the driver: name the pin that fits."""
+    if "CUDA error 35" in reason or "insufficient" in reason.lower():
+        return " (this cuda-python needs a newer CUDA driver than the one installed: on JetPack 6 use cuda-python 12.x)"
+    return ""
 
 
 def load_cuda() -> CudaApi:
-    """cuda-python, else pycuda; ImportError naming both when neither is installed."""
-    try:
-        _import_cudart()
-        return CudaPython()
-    except ImportError:
-        pass
-    try:
-        return PyCuda()
-    except ImportError:
-        raise ImportError("neither cuda-python nor pycuda is installed (pip install 'irreid-edge[jetson]')") from None
+    """The first CUDA binding that initialises: cuda-python, else pycuda. Any error of a binding
+    (not only ImportError) moves on to the next; the reason is printed once. Raises
+    ``CudaUnavailableError`` naming every reason when none works."""
+    if _LOADED:
+        return _LOADED[0]
+    reasons: list[str] = []
+    for name, make in (("cuda-python", CudaPython), ("pycuda", PyCuda)):
+        try:
+            api: CudaApi = make()
+        except Exception as e:  # a too-new cuda-python raises RuntimeError at its first call, not ImportError
+            reasons.append(f"{name}: {_why(e)}{_driver_hint(_why(e))}")
+            continue
+        if reasons:
+            _say_once(f"irreid-edge: {'; '.join(reasons)}; using {name}")
+        _LOADED.append(api)
+        return api
+    raise CudaUnavailableError(f"no usable CUDA binding ({'; '.join(reasons)}); {BINDING_HINT}")
+
+
+def _say_once(line: str) -> None:
+    if line not in _SAID:
+        _SAID.add(line)
+        print(line, file=sys.stderr)
+
+
+def reset_cuda() -> None:
+    """Forget the loaded binding (tests that swap fake bindings in and out)."""
+    _LOADED.clear()
+    _SAID.clear()
 
 
 def cuda_unavailable_reason() -> str | None:

@@ -37,14 +37,15 @@ def _provider_options(provider: str, cache_dir: Path | None, precision: str) -> 
     if provider != "TensorrtExecutionProvider" or cache_dir is None:
         return {}
     # The TensorRT EP builds engines when the session starts: cache them (and the timing cache) so
-    # only the first start on a device pays for the build. Precision lives in the graph; the fp16
-    # flag only lets TensorRT pick fp16 kernels for an fp16 graph on TensorRT versions that need it.
+    # only the first start on a device pays for the build. Precision lives in the graph; the flags
+    # only let a weakly typed build pick the graph's own precisions: fp16 for an fp16 graph, int8
+    # and fp16 for the TensorRT int8 graph (Q/DQ pairs with fp16 around them, runtime/model_dir.py).
     return {
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": str(cache_dir),
         "trt_timing_cache_enable": True,
         "trt_timing_cache_path": str(cache_dir),
-        "trt_fp16_enable": precision == "fp16",
+        "trt_fp16_enable": precision in ("fp16", "int8"),
         "trt_int8_enable": precision == "int8",
     }
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import trt_compat as tc
-from ..engine import build_command, check_engine_key, engine_path, read_sidecar
+from ..engine import build_command, check_engine_key, engine_path, memory_gib, read_l4t_release, read_sidecar
 from ..fileio import file_sha256
 from ..model_dir import model_file
 from ..spec import ModelSpec, check_spec_agreement
@@ -32,12 +32,14 @@ def trt_unavailable_reason() -> str | None:
 class TrtRunner:
     """Runs a deserialised engine with one input [N,3,H,W] and one output [N,D]."""
 
-    def __init__(self, engine_bytes: bytes, cuda: CudaApi | None = None) -> None:
+    def __init__(self, engine_bytes: bytes, cuda: CudaApi | None = None, dla_core: int | None = None) -> None:
         from .trt_build import get_logger
 
         t = tc.import_trt()
         self.cuda = cuda or load_cuda()
         self._runtime = t.Runtime(get_logger())
+        if dla_core is not None:  # an engine built for DLA runs on the core the runtime names (IRuntime.DLA_core)
+            self._runtime.DLA_core = int(dla_core)
         self.engine = tc.deserialize_engine(self._runtime, engine_bytes)
         self.context = self.engine.create_execution_context()
         inputs, outputs = tc.io_tensor_names(self.engine)
@@ -109,10 +111,12 @@ def open_trt_encoder_runner(model: str | os.PathLike[str], is_dir: bool, modalit
     onnx = _source_onnx(model, is_dir, modality, precision)
     check_engine_key(path, key, str(tc.import_trt().__version__), device.name, device.compute_capability,
                      file_sha256(onnx) if onnx is not None else None, precision,
-                     build_command(model, modality, precision, key.profile))
+                     build_command(model, modality, precision, key.profile, key.dla_core),
+                     sm_count=device.sm_count, total_memory_gib=memory_gib(device.total_memory),
+                     l4t_release=read_l4t_release())
     if folder_spec is not None:
         check_spec_agreement(folder_spec, spec, str(path))
-    runner = TrtRunner(path.read_bytes(), cuda)
+    runner = TrtRunner(path.read_bytes(), cuda, key.dla_core)
     return runner, spec
 
 

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import trt_compat as tc
-from ..engine import EngineKey, engine_path, profile_batches, timing_cache_path, write_engine
+from ..engine import (
+    EngineKey,
+    engine_path,
+    memory_gib,
+    profile_batches,
+    read_l4t_release,
+    timing_cache_path,
+    write_engine,
+)
 from ..fileio import atomic_write_bytes, file_sha256
 from ..spec import ModelSpec
 
@@ -53,9 +61,15 @@ def parse_onnx(builder: trt.Builder, onnx_path: Path, plan: tc.BuildPlan,
     return network, parser
 
 
+def static_batch(network: trt.INetworkDefinition) -> int | None:
+    """The input's batch when the graph fixes it (a foreign model exported with batch 1), else None."""
+    shape = tc.dims(network.get_input(0).shape)
+    return shape[0] if shape and shape[0] > 0 else None
+
+
 def configure(builder: trt.Builder, network: trt.INetworkDefinition, plan: tc.BuildPlan, v: str,
               workspace_mb: int, batches: tuple[int, int, int],
-              timing_cache: bytes | None) -> trt.IBuilderConfig:
+              timing_cache: bytes | None, dla_core: int | None = None) -> trt.IBuilderConfig:
     config = builder.create_builder_config()
     tc.apply_builder_flags(config, plan)
     tc.set_workspace(config, workspace_mb << 20, v)
@@ -66,7 +80,21 @@ def configure(builder: trt.Builder, network: trt.INetworkDefinition, plan: tc.Bu
         raise ValueError(f"input {inp.name!r} has shape {shape}; expected [N, 3, H, W] with static H, W")
     tc.add_batch_profile(builder, config, inp.name, (chw[0], chw[1], chw[2]), batches)
     tc.attach_timing_cache(config, timing_cache)
+    if dla_core is not None:
+        tc.use_dla(config, dla_core)
     return config
+
+
+def check_dla(builder: trt.Builder, core: int | None) -> None:
+    """Refuse --dla-core where the device has no such core (IBuilder.num_DLA_cores)."""
+    if core is None:
+        return
+    n = tc.dla_cores(builder)
+    if n == 0:
+        raise ValueError(f"--dla-core {core}: this device has no DLA (TensorRT reports 0 DLA cores; DLA exists on "
+                         f"Jetson AGX Orin and Orin NX, not on Orin Nano, Thor or discrete GPUs); build without --dla-core")
+    if not 0 <= core < n:
+        raise ValueError(f"--dla-core {core}: this device has {n} DLA core(s), numbered 0..{n - 1}")
 
 
 @dataclass(frozen=True)
@@ -82,6 +110,8 @@ class BuildRequest:
     workspace_mb: int = 1024
     timing_cache: Path | None = None
     verbose: bool = False
+    dla_core: int | None = None   # build for this DLA core (GPU fallback); None = GPU
+    detailed: bool = False        # keep layer details in the engine (IEngineInspector)
 
 
 def build_engine_file(req: BuildRequest) -> Path:
@@ -91,29 +121,38 @@ def build_engine_file(req: BuildRequest) -> Path:
     t = tc.import_trt()
     v = str(t.__version__)
     device = load_cuda().device()
-    batches = profile_batches(req.max_batch, req.opt_batch)
-    plan = tc.build_plan(v, req.spec.precision, req.precision)
+    plan = tc.build_plan(v, req.spec.precision, req.precision, dla=req.dla_core is not None)
     out = engine_path(req.model, req.modality, req.precision, req.is_dir)
     cache_path = req.timing_cache or timing_cache_path(out.parent, device.name, device.compute_capability, v)
     cache_in = cache_path.read_bytes() if cache_path.is_file() else None
 
     logger = get_logger(req.verbose)
     builder = t.Builder(logger)
+    check_dla(builder, req.dla_core)
     network, _parser = parse_onnx(builder, req.onnx_path, plan, logger)
-    config = configure(builder, network, plan, v, req.workspace_mb, batches, cache_in)
+    pinned = tc.pin_fp32_layers(network, plan)
+    # DLA has no dynamic shapes: one fixed batch, the one asked for as the max (smaller calls are padded)
+    fixed = static_batch(network) or (req.max_batch if req.dla_core is not None else None)
+    batches = profile_batches(req.max_batch, req.opt_batch, static_batch=fixed)
+    config = configure(builder, network, plan, v, req.workspace_mb, batches, cache_in, req.dla_core)
+    if req.detailed:
+        tc.set_detailed_profiling(config)
     start = time.perf_counter()
     blob = tc.build_serialized(builder, network, config)
     seconds = time.perf_counter() - start
     atomic_write_bytes(cache_path, tc.serialize_timing_cache(config))
 
     onnx_sha = file_sha256(req.onnx_path)
-    key = EngineKey(onnx_sha, v, device.name, device.compute_capability, req.precision, batches)
+    key = EngineKey(onnx_sha, v, device.name, device.compute_capability, req.precision, batches,
+                    device.sm_count, memory_gib(device.total_memory), read_l4t_release(), req.dla_core)
     info = {"onnx": os.path.relpath(req.onnx_path, out.parent), "workspace_mb": req.workspace_mb,
             "timing_cache": str(cache_path), "timing_cache_reused": cache_in is not None,
             "network_flags": list(plan.network_flags), "builder_flags": list(plan.builder_flags),
-            "strongly_typed": plan.strongly_typed, "build_seconds": round(seconds, 1)}
+            "strongly_typed": plan.strongly_typed, "fp32_pinned_layers": pinned,
+            "build_seconds": round(seconds, 1)}
     spec = req.spec.replace(precision=req.precision, onnx_sha256=onnx_sha)
     write_engine(out, blob, key, spec, info)
+    where = f"DLA core {req.dla_core} + GPU fallback" if req.dla_core is not None else f"sm{device.compute_capability}"
     print(f"irreid-edge: built {out} ({len(blob) / 2**20:.1f} MB, {seconds:.0f} s, batch {batches[0]}/"
-          f"{batches[1]}/{batches[2]}, TensorRT {v}, {device.name} sm{device.compute_capability})", file=sys.stderr)
+          f"{batches[1]}/{batches[2]}, TensorRT {v}, {device.name} {where})", file=sys.stderr)
     return out

@@ -10,18 +10,18 @@ from typing import Any
 
 import numpy as np
 
+from ..choices import INFERENCE_BACKEND_CHOICES, PRECISION_CHOICES
 from ..errors import one_line
-
-PRECISIONS = ("fp32", "fp16", "int8")
-BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "onnxruntime-tensorrt", "onnxruntime-cuda",
-                   "onnxruntime-cpu")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="exported model folder or a foreign .onnx "
                    "(default: the newest export under $IRREID_RUNS or ./runs)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="which exported graph to run")
-    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help="which precision to run (default auto: the fastest TensorRT engine built on this device, "
+                        "int8 > fp16 > fp32, else ONNX Runtime with fp16 on a GPU provider and fp32 on the CPU; "
+                        "an explicit precision that was not exported is an error)")
+    p.add_argument("--backend", choices=INFERENCE_BACKEND_CHOICES, default="auto",
                    help="inference backend (auto: TensorRT engine if built, else the best ONNX Runtime provider)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's)")
 
@@ -58,6 +58,11 @@ def model_path(args: argparse.Namespace) -> Path:
     from ..model_dir import default_model_dir
 
     return Path(args.model) if args.model else default_model_dir()
+
+
+def run_facts(enc: Any) -> dict[str, str]:
+    """What ran, for every command's JSON: the backend and the precision actually used."""
+    return {"backend": enc.backend, "precision": enc.spec.precision}
 
 
 def say(msg: str, quiet: bool = False) -> None:

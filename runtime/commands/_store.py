@@ -1,14 +1,13 @@
 """``--store URI`` for `irreid-edge index` and `irreid-edge match` (a gallery in Milvus instead of the
 local index file), with per-entry metadata on index and camera / time / device filters on match.
-Not a command itself; docs/fleet.md is the user's page."""
+Not a command itself; docs/fleet.md is the user's page. (`match --store` runs in match.py, which
+imports from here: this module never imports match, so the two stay apart.)"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import socket
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ def add_match_store_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_local_match_args(args: argparse.Namespace) -> None:
     """Without --store: refuse the store-only flags, and require --gallery."""
-    from ..cli import UserError
+    from ..errors import UserError
 
     used = [f for f, v in (("--camera", args.camera), ("--device", args.device), ("--since", args.since),
                            ("--until", args.until)) if v]
@@ -53,8 +52,8 @@ def check_local_match_args(args: argparse.Namespace) -> None:
         raise UserError("pass --gallery DIR (the local index), or --store URI")
 
 
-def _filters(args: argparse.Namespace) -> Any:
-    from ..cli import UserError
+def store_filters(args: argparse.Namespace) -> Any:
+    from ..errors import UserError
     from ..store import Filters
     from ..store.fill import parse_time
 
@@ -70,7 +69,7 @@ def _filters(args: argparse.Namespace) -> Any:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from ..errors import UserError
     from ..gallery import scan_gallery
     from ..store.fill import fill_store, read_meta_csv
     from ..store.uri import open_store
@@ -102,66 +101,7 @@ def run_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_match(args: argparse.Namespace) -> int:
-    from ..cli import UserError
-    from ..store.uri import open_store
-    from ._common import Encoders, gallery_modality, model_path, say
-    from .match import _embed_probes, _print_table, expand_probes
-
-    if args.rerank:
-        raise UserError("--rerank needs the whole gallery in memory; it works with the local index, not --store")
-    if args.index:
-        raise UserError("--store replaces the local index file: drop --index")
-    t0 = time.perf_counter()
-    filters = _filters(args)
-    probes, skipped = expand_probes(args.probe, args.follow_links)
-    for _, reason in skipped:
-        say(reason, args.quiet)
-    if args.gallery_modality == "auto":
-        if not args.gallery:
-            raise UserError("--gallery-modality auto looks at the gallery's files; with --store and no "
-                            "--gallery pass --gallery-modality rgb or ir")
-        from ..gallery import scan_gallery
-
-        files = [f.path for f in scan_gallery(args.gallery, args.follow_links).files]
-        g_mod = gallery_modality("auto", files)
-    else:
-        g_mod = args.gallery_modality
-    encoders = Encoders(model_path(args), args, verbose=not args.quiet)
-    store = open_store(args.store, encoders.get(g_mod).spec)
-    try:
-        n_before = len(skipped)
-        embedded = _embed_probes(probes, args.probe_modality, encoders, skipped)
-        for _, reason in skipped[n_before:]:
-            say(reason, args.quiet)
-        if not embedded:
-            raise UserError(f"no usable probe among {' '.join(args.probe)} (see the lines above); pass image files")
-        import numpy as np
-
-        hits = store.search(np.stack([e for _, _, e in embedded]), args.top_k, filters)
-        info = store.info() if hasattr(store, "info") else {"count": len(store)}
-    finally:
-        store.close()
-    ranked = [{"probe": str(path), "modality": mod, "results": _results(h, args.threshold)}
-              for (path, mod, _), h in zip(embedded, hits)]
-    _show(args, ranked, say)
-    enc = encoders.get(g_mod)
-    if args.json:
-        out = {"model": str(encoders.model), "backend": enc.backend, "store": args.store,
-               "collection": info.get("collection"), "gallery": args.gallery, "gallery_modality": g_mod,
-               "rerank": False, "top_k": args.top_k, "threshold": args.threshold,
-               "filters": {"camera": args.camera, "device": args.device, "since": filters.since,
-                           "until": filters.until},
-               "probes": ranked, "skipped": [{"path": p, "reason": r} for p, r in skipped]}
-        print(json.dumps(out, indent=2))
-    else:
-        _print_table(ranked, args.store)
-        print(f"{len(ranked)} probe(s) vs {info['count']} gallery entries in {args.store} ({enc.backend}) in "
-              f"{time.perf_counter() - t0:.2f}s", file=sys.stderr if args.quiet else sys.stdout)
-    return 0
-
-
-def _results(hits: list[Any], threshold: float | None) -> list[dict[str, Any]]:
+def store_results(hits: list[Any], threshold: float | None) -> list[dict[str, Any]]:
     out = []
     for h in hits:
         if threshold is not None and h.distance > threshold:
@@ -172,10 +112,10 @@ def _results(hits: list[Any], threshold: float | None) -> list[dict[str, Any]]:
     return out
 
 
-def _show(args: argparse.Namespace, ranked: list[dict[str, Any]], say: Any) -> None:
+def show_store(args: argparse.Namespace, ranked: list[dict[str, Any]], say: Any) -> None:
     if not args.show:
         return
-    from ..cli import UserError
+    from ..errors import UserError
 
     if not args.gallery:
         raise UserError("--show draws the gallery's crops: pass --gallery DIR (the folder the store was filled from)")

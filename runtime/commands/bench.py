@@ -4,6 +4,10 @@ One timed run = decode B image files -> preprocess them -> infer the batch -> ra
 embeddings against a gallery of ``--gallery-size`` random normalised embeddings (top-10). Each
 stage is timed on its own; "total" is their sum per run. Images come from ``--images DIR`` or are
 synthetic JPEGs written to a temporary folder (decoding real files either way).
+
+The header names the backend and the precision that ran (``--precision auto`` picks the fastest
+engine built on this device) and, on a Jetson, the nvpmodel power mode and clocks; a GPU that ran
+below its maximum clock is reported as a warning (runtime.power).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..rank import BACKENDS
+from ..choices import MODALITIES, SEARCH_BACKENDS
 from ._common import add_model_arguments
 
 HELP = "latency and throughput per batch size, with a per-stage breakdown"
@@ -29,10 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per batch size")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first")
-    p.add_argument("--modality", choices=["ir", "rgb"], default="ir")
+    p.add_argument("--modality", choices=MODALITIES, default="ir")
     p.add_argument("--images", help="folder of images to decode (default: synthetic JPEGs)")
     p.add_argument("--gallery-size", type=int, default=10000, help="random gallery rows for the rank stage")
-    p.add_argument("--search", choices=BACKENDS, default="auto",
+    p.add_argument("--search", choices=SEARCH_BACKENDS, default="auto",
                    help="exact search backend for the rank stage (int8 is built once, before timing)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -93,9 +97,22 @@ def _bench_batch(enc: Any, files: list[Path], b: int, gallery: np.ndarray, runs:
             "stages_ms": {s: _pct(times[s], 50) for s in STAGES}}
 
 
-def _table(rows: list[dict[str, Any]], backend: str, spec: Any, gallery_size: int) -> str:
-    head = (f"backend {backend}  model {spec.name}/{spec.modality}/{spec.precision} "
-            f"{spec.input_height}x{spec.input_width} -> {spec.embedding_dim}  rank vs {gallery_size:,} rows\n")
+def _power_line(state: dict[str, Any]) -> str:
+    mode, gpu = state.get("nvpmodel"), state.get("gpu_clock")
+    if mode is None and gpu is None:
+        return "power mode: not readable here (no nvpmodel / Jetson GPU clock)"
+    text = f"power mode {mode['name'] or '?'} ({mode['id']})" if mode else "power mode ?"
+    if gpu:
+        text += f"  GPU {gpu['cur_mhz']}/{gpu['max_mhz']} MHz"
+    if state.get("max_temp_c") is not None:
+        text += f"  max temp {state['max_temp_c']} C"
+    return text
+
+
+def _table(rows: list[dict[str, Any]], backend: str, spec: Any, gallery_size: int, power: dict[str, Any]) -> str:
+    head = (f"backend {backend}  precision {spec.precision}  model {spec.name}/{spec.modality} "
+            f"{spec.input_height}x{spec.input_width} -> {spec.embedding_dim}  rank vs {gallery_size:,} rows\n"
+            f"{_power_line(power)}\n")
     cols = ["batch", "p50 ms", "p90 ms", "p99 ms", "img/s", *(f"{s} ms" for s in STAGES)]
     lines = ["  ".join(f"{c:>10}" for c in cols)]
     for r in rows:
@@ -107,7 +124,8 @@ def _table(rows: list[dict[str, Any]], backend: str, spec: Any, gallery_size: in
 
 def run(args: argparse.Namespace) -> int:
     from ..gallery import scan_gallery
-    from ._common import Encoders, model_path, positive
+    from ..power import power_state, throttle_warnings
+    from ._common import Encoders, model_path, positive, run_facts, say
 
     sizes = _batches(args.batch)
     positive(args.runs, "--runs")
@@ -130,11 +148,17 @@ def run(args: argparse.Namespace) -> int:
                 raise UserError(f"{args.images}: no images found; pass a folder of crops or omit --images")
         else:
             files = _synthetic_images(Path(tmp), max(sizes), enc.spec)
+        before = power_state()
         rows = [_bench_batch(enc, files, b, gallery, args.runs, max(0, args.warmup), args.search) for b in sizes]
+        after = power_state()
+    warnings = throttle_warnings(before, after)
+    for w in warnings:
+        say(f"warning: {w}")
     if args.json:
-        print(json.dumps({"backend": enc.backend, "search": args.search, "spec": enc.spec.to_dict(),
-                          "gallery_size": args.gallery_size, "results": rows}, indent=2))
+        print(json.dumps({**run_facts(enc), "search": args.search, "spec": enc.spec.to_dict(),
+                          "gallery_size": args.gallery_size, "power": {"before": before, "after": after},
+                          "warnings": warnings, "results": rows}, indent=2))
     else:
-        print(_table(rows, enc.backend, enc.spec, args.gallery_size))
+        print(_table(rows, enc.backend, enc.spec, args.gallery_size, before))
         print(f"rank stage: --search {args.search}")
     return 0

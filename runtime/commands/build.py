@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..choices import MODALITIES, PRECISIONS
+
 HELP = "build TensorRT engines from an exported model, on the device that will run them"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="exported model folder, or a foreign .onnx described by `irreid-edge spec` "
                                     "(default: the newest export under ./runs)")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp16",
                    help="engine precision; it lives in the graph: fp16 uses <m>.fp16.onnx, int8 <m>.int8.onnx")
     p.add_argument("--max-batch", type=int, default=32, help="largest batch of the profile (larger ones are split)")
     p.add_argument("--opt-batch", type=int, default=None, help="batch the kernels are tuned for (default min(8, max))")
@@ -19,6 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timing-cache", metavar="PATH",
                    help="timing cache file, reused and updated (default: engines/timing-<gpu>-<trt>.cache)")
     p.add_argument("--modality", default="rgb,ir", help="comma-separated encoders to build (default rgb,ir)")
+    p.add_argument("--dla-core", type=int, default=None, metavar="N",
+                   help="build for DLA core N (Jetson AGX Orin / Orin NX) with GPU fallback for the layers DLA cannot "
+                        "run; the profile is one fixed batch (--max-batch; smaller calls are padded); fp16/int8 only")
+    p.add_argument("--detailed-profile", action="store_true",
+                   help="keep each layer's precision and formats in the engine (read them with TensorRT's engine inspector)")
     p.add_argument("--verbose", action="store_true", help="TensorRT's verbose builder log")
 
 
@@ -30,8 +37,6 @@ def _not_installed_message(reason: str) -> str:
 
 
 def _modalities(text: str) -> list[str]:
-    from ..spec import MODALITIES
-
     mods = [m.strip() for m in text.split(",") if m.strip()]
     bad = [m for m in mods if m not in MODALITIES]
     if bad or not mods:
@@ -46,7 +51,8 @@ def _requests(args: argparse.Namespace) -> list[object]:
 
     model = Path(args.model) if args.model else default_model_dir()
     common = {"max_batch": args.max_batch, "opt_batch": args.opt_batch, "workspace_mb": args.workspace,
-              "timing_cache": Path(args.timing_cache) if args.timing_cache else None, "verbose": args.verbose}
+              "timing_cache": Path(args.timing_cache) if args.timing_cache else None, "verbose": args.verbose,
+              "dla_core": args.dla_core, "detailed": args.detailed_profile}
     if model.is_file():
         spec = onnx_spec(model, read_onnx_metadata(model), None, "fp32")
         return [BuildRequest(model, False, spec.modality, args.precision, model, spec, **common)]
@@ -69,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
     profile_batches(args.max_batch, args.opt_batch)  # refuse bad values before anything slow
     if args.workspace <= 0:
         raise UserError(f"--workspace {args.workspace} is invalid; it must be a positive number of MB")
+    if args.dla_core is not None and args.dla_core < 0:
+        raise UserError(f"--dla-core {args.dla_core} is invalid; DLA cores are numbered from 0")
+    if args.dla_core is not None and args.precision == "fp32":
+        raise UserError("--dla-core: DLA runs fp16 and int8 only; add --precision fp16 or --precision int8")
     reason = trt_unavailable_reason()
     if reason is not None:
         raise UserError(_not_installed_message(reason))

@@ -1,6 +1,6 @@
 """`irreid-edge embed`: a folder of images -> ``emb.npy`` (N, D) float32 + ``emb.json``.
 
-``emb.json``: {"model", "backend", "spec": ModelSpec dict, "spec_fingerprint", "root", "count",
+``emb.json``: {"model", "backend", "precision", "spec": ModelSpec dict, "spec_fingerprint", "root", "count",
 "dim", "paths": [relative POSIX paths in row order], "skipped": [{"path", "reason"}]}. Rows are
 L2-normalised; both files are written atomically; the .npy needs no pickle (allow_pickle=False).
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import MODALITY_CHOICES
 from ._common import add_model_arguments
 
 HELP = "embed a folder of images to a .npy matrix plus a JSON list of paths"
@@ -22,7 +23,7 @@ HELP = "embed a folder of images to a .npy matrix plus a JSON list of paths"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="folder of images")
     p.add_argument("--out", required=True, help="output .npy path (the path list goes beside it as .json)")
-    p.add_argument("--modality", choices=["rgb", "ir", "auto"], default="rgb",
+    p.add_argument("--modality", choices=MODALITY_CHOICES, default="rgb",
                    help="encoder (auto: ir when the images are grayscale)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--workers", type=int, default=4, help="image decoding threads")
@@ -37,7 +38,16 @@ def run(args: argparse.Namespace) -> int:
     from ..gallery import scan_gallery
     from ..indexer import bounded_map, embed_items, prepare_file
     from ..progress import Progress
-    from ._common import Encoders, first_skip, gallery_modality, model_path, positive, report_skipped, say
+    from ._common import (
+        Encoders,
+        first_skip,
+        gallery_modality,
+        model_path,
+        positive,
+        report_skipped,
+        run_facts,
+        say,
+    )
 
     positive(args.batch, "--batch")
     out = Path(args.out)
@@ -71,11 +81,11 @@ def run(args: argparse.Namespace) -> int:
     buf = io.BytesIO()
     np.save(buf, data, allow_pickle=False)
     atomic_write_bytes(out, buf.getvalue())
-    meta = {"model": str(model_path(args)), "backend": enc.backend, "spec": enc.spec.to_dict(),
+    meta = {"model": str(model_path(args)), **run_facts(enc), "spec": enc.spec.to_dict(),
             "spec_fingerprint": enc.spec.fingerprint(), "root": str(Path(args.images).resolve()),
             "count": len(paths), "dim": int(data.shape[1]), "paths": paths,
             "skipped": [{"path": p, "reason": r} for p, r in skipped]}
     atomic_write_text(out.with_suffix(".json"), json.dumps(meta, indent=2, allow_nan=False) + "\n")
-    print(f"embedded {len(paths)} images ({len(skipped)} skipped) -> {out} {tuple(data.shape)} + "
+    print(f"embedded {len(paths)} images ({len(skipped)} skipped, {enc.backend}, {enc.spec.precision}) -> {out} {tuple(data.shape)} + "
           f"{out.with_suffix('.json')}")
     return 0

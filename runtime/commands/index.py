@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..choices import MODALITY_CHOICES
 from ._common import add_index_arguments, add_model_arguments
 
 HELP = "build or refresh the embedding index of a gallery folder"
@@ -13,7 +14,7 @@ HELP = "build or refresh the embedding index of a gallery folder"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gallery", required=True, help="folder of gallery crops")
-    p.add_argument("--gallery-modality", choices=["rgb", "ir", "auto"], default="rgb",
+    p.add_argument("--gallery-modality", choices=MODALITY_CHOICES, default="rgb",
                    help="encoder for the gallery (auto: ir when the crops are grayscale)")
     p.add_argument("--verify", action="store_true",
                    help="check the index's checksum and that it matches the model, then exit")
@@ -50,7 +51,16 @@ def run(args: argparse.Namespace) -> int:
     from ..gallery import scan_gallery
     from ..index import default_index_path
     from ..indexer import update_index
-    from ._common import Encoders, finite, gallery_modality, model_path, positive, report_skipped, say
+    from ._common import (
+        Encoders,
+        finite,
+        gallery_modality,
+        model_path,
+        positive,
+        report_skipped,
+        run_facts,
+        say,
+    )
 
     positive(args.batch, "--batch")
     finite(args.checkpoint_every, "--checkpoint-every", low=float("-inf"))
@@ -72,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
     report_skipped(scan.skipped, args.quiet)
     if args.json:
         out = {"index": str(index_path), "gallery": str(args.gallery), "modality": modality,
-               "backend": encoder.backend, "spec_fingerprint": idx.header["spec_fingerprint"], **stats.to_dict()}
+               **run_facts(encoder), "spec_fingerprint": idx.header["spec_fingerprint"], **stats.to_dict()}
         print(json.dumps(out, indent=2, allow_nan=False))
     else:
         state = "written" if stats.written else "up to date"
-        print(f"index {index_path} ({state}): {stats.summary()}")
+        print(f"index {index_path} ({state}, {encoder.backend}, {encoder.spec.precision}): {stats.summary()}")
     return 0

@@ -2,7 +2,7 @@
 
 JSON output (``--json``), one object on stdout::
 
-    {"model": str, "backend": str, "gallery": str, "index": str, "gallery_modality": "rgb"|"ir",
+    {"model": str, "backend": str, "precision": "fp32"|"fp16"|"int8", "gallery": str, "index": str, "gallery_modality": "rgb"|"ir",
      "rerank": bool, "top_k": int, "threshold": float|null,
      "index_stats": {"images", "added", "updated", "removed", "kept", "resumed", "skipped", "embedded", ...},
      "probes": [{"probe": path, "modality": "ir"|"rgb",
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..rank import BACKENDS
+from ..choices import MODALITY_CHOICES, SEARCH_BACKENDS
 from ._common import add_index_arguments, add_model_arguments
 
 HELP = "rank gallery crops for one or more probe crops (IR probe vs colour gallery by default)"
@@ -41,13 +41,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--show", metavar="PNG", help="write a rank-list picture (green: same id, red: different)")
-    p.add_argument("--probe-modality", choices=["ir", "rgb", "auto"], default="ir",
+    p.add_argument("--probe-modality", choices=MODALITY_CHOICES, default="ir",
                    help="encoder for the probes (auto: ir when a probe's three channels are equal)")
-    p.add_argument("--gallery-modality", choices=["rgb", "ir", "auto"], default="rgb")
+    p.add_argument("--gallery-modality", choices=MODALITY_CHOICES, default="rgb")
     p.add_argument("--threshold", type=float, default=None, metavar="D",
                    help="drop results whose distance (1 - cosine) is above D")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (Zhong et al. 2017)")
-    p.add_argument("--search", choices=BACKENDS, default="auto",
+    p.add_argument("--search", choices=SEARCH_BACKENDS, default="auto",
                    help="exact search backend (faiss needs faiss-cpu; int8 = ONNX Runtime int8 pass + exact "
                         "re-rank: faster per query but slow to build, so it pays off for "
                         "many probes; auto = numpy, as one run builds nothing it could reuse)")
@@ -136,7 +136,8 @@ def _open_index(args: argparse.Namespace, encoders: Any, modality: str, say: Any
 
 
 def _rank(args: argparse.Namespace, idx: Any, probes: list[tuple[Path, str, np.ndarray]]) -> list[dict[str, Any]]:
-    from ..rank import rerank_topk, topk
+    from ..rank import topk
+    from ..rerank import rerank_topk
 
     q = np.stack([e for _, _, e in probes])  # (Q, D)
     gallery = idx.as_float32()
@@ -159,9 +160,10 @@ def _rank(args: argparse.Namespace, idx: Any, probes: list[tuple[Path, str, np.n
     return out
 
 
-def _print_table(ranked: list[dict[str, Any]], gallery: str) -> None:
+def _print_table(ranked: list[dict[str, Any]], gallery: str, enc: Any) -> None:
     from ..errors import one_line
 
+    print(f"model {one_line(enc.spec.name)} on {enc.backend}, {enc.spec.precision}")
     for p in ranked:
         print(f"probe {one_line(p['probe'])} ({p['modality']}) vs {one_line(gallery)}")
         if not p["results"]:
@@ -183,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
         model_path,
         positive,
         report_skipped,
+        run_facts,
         say,
         skip_line,
     )
@@ -191,10 +194,10 @@ def run(args: argparse.Namespace) -> int:
     positive(args.batch, "--batch")
     finite(args.threshold, "--threshold")
     finite(args.checkpoint_every, "--checkpoint-every", low=float("-inf"))
-    from ._store import check_local_match_args, run_match
+    from ._store import check_local_match_args
 
     if args.store:
-        return run_match(args)
+        return _run_store(args)
     check_local_match_args(args)
     t0 = time.perf_counter()
     quiet_notes = args.quiet
@@ -227,14 +230,75 @@ def run(args: argparse.Namespace) -> int:
         note(f"rank list written to {args.show}")
     enc = encoders.get(g_mod)
     if args.json:
-        out = {"model": str(encoders.model), "backend": enc.backend, "gallery": str(args.gallery),
+        out = {"model": str(encoders.model), **run_facts(enc), "gallery": str(args.gallery),
                "index": str(idx.path), "gallery_modality": g_mod, "rerank": args.rerank, "top_k": args.top_k,
                "threshold": args.threshold,
                "index_stats": {k: v for k, v in stats.to_dict().items() if k != "skipped_files"},
                "probes": ranked, "skipped": [{"path": p, "reason": r} for p, r in skipped]}
         print(json.dumps(out, indent=2, allow_nan=False))
     else:
-        _print_table(ranked, args.gallery)
-        print(f"{len(ranked)} probe(s) vs {idx.count} gallery crops ({enc.backend}) in "
+        _print_table(ranked, args.gallery, enc)
+        print(f"{len(ranked)} probe(s) vs {idx.count} gallery crops ({enc.backend}, {enc.spec.precision}) in "
+              f"{time.perf_counter() - t0:.2f}s", file=sys.stderr if args.quiet else sys.stdout)
+    return 0
+
+
+def _run_store(args: argparse.Namespace) -> int:
+    """`match --store URI`: search the store's gallery (docs/fleet.md)."""
+    from ..errors import UserError
+    from ..store.uri import open_store
+    from ._common import Encoders, gallery_modality, model_path, say
+    from ._store import show_store, store_filters, store_results
+
+    if args.rerank:
+        raise UserError("--rerank needs the whole gallery in memory; it works with the local index, not --store")
+    if args.index:
+        raise UserError("--store replaces the local index file: drop --index")
+    t0 = time.perf_counter()
+    filters = store_filters(args)
+    probes, skipped = expand_probes(args.probe, args.follow_links)
+    for _, reason in skipped:
+        say(reason, args.quiet)
+    if args.gallery_modality == "auto":
+        if not args.gallery:
+            raise UserError("--gallery-modality auto looks at the gallery's files; with --store and no "
+                            "--gallery pass --gallery-modality rgb or ir")
+        from ..gallery import scan_gallery
+
+        files = [f.path for f in scan_gallery(args.gallery, args.follow_links).files]
+        g_mod = gallery_modality("auto", files)
+    else:
+        g_mod = args.gallery_modality
+    encoders = Encoders(model_path(args), args, verbose=not args.quiet)
+    store = open_store(args.store, encoders.get(g_mod).spec)
+    try:
+        n_before = len(skipped)
+        embedded = _embed_probes(probes, args.probe_modality, encoders, skipped)
+        for _, reason in skipped[n_before:]:
+            say(reason, args.quiet)
+        if not embedded:
+            raise UserError(f"no usable probe among {' '.join(args.probe)} (see the lines above); pass image files")
+        import numpy as np
+
+        hits = store.search(np.stack([e for _, _, e in embedded]), args.top_k, filters)
+        info = store.info() if hasattr(store, "info") else {"count": len(store)}
+    finally:
+        store.close()
+    ranked = [{"probe": str(path), "modality": mod, "results": store_results(h, args.threshold)}
+              for (path, mod, _), h in zip(embedded, hits)]
+    show_store(args, ranked, say)
+    enc = encoders.get(g_mod)
+    if args.json:
+        out = {"model": str(encoders.model), "backend": enc.backend, "precision": enc.spec.precision,
+               "store": args.store,
+               "collection": info.get("collection"), "gallery": args.gallery, "gallery_modality": g_mod,
+               "rerank": False, "top_k": args.top_k, "threshold": args.threshold,
+               "filters": {"camera": args.camera, "device": args.device, "since": filters.since,
+                           "until": filters.until},
+               "probes": ranked, "skipped": [{"path": p, "reason": r} for p, r in skipped]}
+        print(json.dumps(out, indent=2, allow_nan=False))
+    else:
+        _print_table(ranked, args.store, enc)
+        print(f"{len(ranked)} probe(s) vs {info['count']} gallery entries in {args.store} ({enc.backend}) in "
               f"{time.perf_counter() - t0:.2f}s", file=sys.stderr if args.quiet else sys.stdout)
     return 0

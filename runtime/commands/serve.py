@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..rank import BACKENDS
+from ..choices import MODALITIES, SEARCH_BACKENDS
 from ._common import add_model_arguments
 
 HELP = "serve embeddings and gallery search over HTTP (and an operator page) from one loaded process"
@@ -25,8 +25,13 @@ TOKEN_ENV = "IRREID_SERVE_TOKEN"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gallery", required=True, help="gallery folder (its index is refreshed at start)")
-    p.add_argument("--gallery-modality", choices=["rgb", "ir"], default="rgb")
+    p.add_argument("--gallery-modality", choices=MODALITIES, default="rgb")
     p.add_argument("--index", help="index file (default: <gallery>/.irreid/index.irx)")
+    p.add_argument("--store", metavar="URI",
+                   help="serve a gallery kept in a vector database instead of the folder's index file: "
+                        "milvus-lite:PATH.db or milvus://HOST:19530[/NAME] (docs/fleet.md; fill it with "
+                        "`irreid-edge index --store`); --gallery still holds the images behind thumbnails "
+                        "and uploads")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; any other needs --token)")
     p.add_argument("--port", type=int, default=8000)
@@ -40,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how long the first image of a batch waits for others")
     p.add_argument("--max-connections", type=int, default=256,
                    help="concurrent connections before new ones get 503")
-    p.add_argument("--search", choices=BACKENDS, default="auto",
+    p.add_argument("--search", choices=SEARCH_BACKENDS, default="auto",
                    help="exact search backend (int8: the int8 searcher kept in memory, rebuilt after writes)")
     p.add_argument("--no-refresh", action="store_true", help="serve the index as it is, without scanning the folder")
     p.add_argument("--quiet", action="store_true", help="no access log")
@@ -58,9 +63,21 @@ def _is_loopback(host: str) -> bool:
 
 def open_store(args: argparse.Namespace, spec: Any) -> Any:
     """The store serve searches and writes: the one place it is opened (the gallery folder's index
-    file by default; a vector database store plugs in here)."""
+    file by default; ``--store URI``: a Milvus collection of this model, created if it has none)."""
+    from ..errors import UserError
     from ..index import default_index_path
     from ..store.local import LocalStore
+
+    if args.store:
+        from ..store.uri import StoreError
+        from ..store.uri import open_store as open_uri_store
+
+        if args.index:
+            raise UserError("--store replaces the local index file: drop --index")
+        try:
+            return open_uri_store(args.store, spec, create=True)
+        except StoreError as e:
+            raise UserError(str(e)) from None
 
     index = Path(args.index) if args.index else default_index_path(args.gallery)
     return LocalStore(index, spec, gallery_root=args.gallery, search=args.search, threads=args.threads)
@@ -74,7 +91,7 @@ def build_service(args: argparse.Namespace) -> Any:
 
     model = model_path(args)
     encoders = {m: open_encoder(model, modality=m, precision=args.precision, backend=args.backend,
-                                threads=args.threads, verbose=not args.quiet) for m in ("ir", "rgb")}
+                                threads=args.threads, verbose=not args.quiet) for m in MODALITIES}
     g_enc = encoders[args.gallery_modality]
     gallery = open_gallery(args.gallery, g_enc, store=open_store(args, g_enc.spec), refresh=not args.no_refresh,
                            quiet=args.quiet)

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..choices import MODALITIES
+
 HELP = "describe a foreign ONNX re-ID model with a spec so the runtime can use it"
 
 
@@ -20,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", required=True, help="the ONNX model (input [N,3,H,W], output [N,D])")
     p.add_argument("--height", type=int, required=True, help="input height the model was trained at")
     p.add_argument("--width", type=int, required=True, help="input width")
-    p.add_argument("--modality", choices=["rgb", "ir"], default="rgb", help="what it was trained on (default rgb)")
+    p.add_argument("--modality", choices=MODALITIES, default="rgb", help="what it was trained on (default rgb)")
     p.add_argument("--mean", type=float, nargs=3, default=None, metavar=("R", "G", "B"),
                    help="per-channel mean in RGB order, 0-1 units (0-255 values are recognised); default ImageNet")
     p.add_argument("--std", type=float, nargs=3, default=None, metavar=("R", "G", "B"),

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..choices import SEARCH_BACKENDS
 from ..fileio import atomic_write_text, read_json
 from ..index import (
     GalleryIndex,
@@ -38,7 +39,7 @@ from ..index import (
     read_index,
     write_index,
 )
-from ..rank import BACKENDS, topk
+from ..rank import topk
 from ..spec import ModelSpec
 from .base import Entry, Filters, Hit
 
@@ -99,8 +100,8 @@ class LocalStore:
     def __init__(self, index_path: str | os.PathLike[str], spec: ModelSpec,
                  gallery_root: str | os.PathLike[str] | None = None, search: str = "auto",
                  threads: int | None = None) -> None:
-        if search not in BACKENDS:
-            raise ValueError(f"search backend {search!r} is invalid; valid values: {', '.join(BACKENDS)}")
+        if search not in SEARCH_BACKENDS:
+            raise ValueError(f"search backend {search!r} is invalid; valid values: {', '.join(SEARCH_BACKENDS)}")
         self.path = Path(index_path)
         self.spec = spec
         self.root = Path(gallery_root) if gallery_root is not None else None

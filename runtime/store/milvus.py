@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .address import StoreError, StoreURI
 from .base import Entry, Filters, Hit
-from .uri import StoreError, StoreURI
 
 if TYPE_CHECKING:
     from ..spec import ModelSpec
@@ -364,9 +364,18 @@ def _missing_message(client: Any, uri: StoreURI, spec: ModelSpec) -> str:
             f"{spec.fingerprint()[:12]}); {what} fill it with `irreid-edge index --store {uri.text} --gallery DIR`")
 
 
-def _create(pm: Any, client: Any, uri: StoreURI, spec: ModelSpec, collection: str) -> str:
-    from .. import __version__
+def _version() -> str:
+    """The installed irreid-edge version (not ``runtime.__version__``: importing the package from
+    here would close an import circle through runtime.api, tests/test_import_graph.py)."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version("irreid-edge")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _create(pm: Any, client: Any, uri: StoreURI, spec: ModelSpec, collection: str) -> str:
     dt = pm.DataType
     schema = pm.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("id", dt.VARCHAR, is_primary=True, max_length=64)
@@ -385,7 +394,7 @@ def _create(pm: Any, client: Any, uri: StoreURI, spec: ModelSpec, collection: st
     index_params = client.prepare_index_params()
     index_params.add_index(field_name="vec", index_type=uri.index.upper(), metric_type="IP", params=params)
     props = {"irreid.fingerprint": spec.fingerprint(), "irreid.spec": spec.to_json(), "irreid.index": uri.index,
-             "irreid.created_by": f"irreid-edge {__version__}"}
+             "irreid.created_by": f"irreid-edge {_version()}"}
     try:
         # Strong consistency: a device that just added an image finds it (re-adding stays idempotent).
         client.create_collection(collection, schema=schema, index_params=index_params, consistency_level="Strong",

@@ -135,6 +135,12 @@ def simple_commands(text: str) -> Iterator[list[str]]:
         if tok in _SEPARATORS:
             while current and (re.match(r"^[A-Za-z_]\w*=", current[0]) or current[0] in _PREFIXES):
                 current.pop(0)
+            if current and current[0] == "nice":  # `nice -n 10 python ...` (benchmark commands)
+                current.pop(0)
+                if current and current[0] == "-n":
+                    del current[:2]
+                elif current and re.match(r"^-\d+$", current[0]):
+                    current.pop(0)
             if current:
                 yield current
             current = []

@@ -29,7 +29,7 @@ def test_probe_in_gallery_comes_first_at_zero_json(bad_gallery: Path, model: Pat
     probe = bad_gallery / "0002_c1_4.jpg"
     out = cli_json("match", "--probe", str(probe), str(tmp_path / "missing.jpg"), "--gallery", str(bad_gallery),
                    "--model", str(model), "--probe-modality", "rgb", "--top-k", "5")
-    assert out["backend"] == "onnxruntime-cpu" and out["gallery_modality"] == "rgb"
+    assert out["backend"] == "onnxruntime-cpu" and out["precision"] == "fp32" and out["gallery_modality"] == "rgb"
     assert out["model"] == str(model) and out["index"] == str(default_index_path(bad_gallery))
     [p] = out["probes"]
     assert p["probe"] == str(probe) and p["modality"] == "rgb" and len(p["results"]) == 5
@@ -47,7 +47,8 @@ def test_default_table_ir_probe_and_folder_of_probes(bad_gallery: Path, model: P
     save_crop(probes / "a.jpg", 1, gray=True)
     save_crop(probes / "b.png", 2, gray=True)
     proc = cli("match", "--probe", str(probes), "--gallery", str(bad_gallery), "--model", str(model), "--top-k", "3")
-    lines = proc.stdout.splitlines()
+    header, *lines = proc.stdout.splitlines()
+    assert header.startswith("model ") and header.endswith(" on onnxruntime-cpu, fp32")  # what ran (issue 16)
     assert lines[0] == f"probe {probes / 'a.jpg'} (ir) vs {bad_gallery}"
     assert lines[1].split() == ["rank", "distance", "path"]
     assert lines[2].split()[0] == "1" and len([ln for ln in lines if ln.startswith("probe ")]) == 2
@@ -134,7 +135,8 @@ def test_embed_writes_npy_and_paths(bad_gallery: Path, model: Path, tmp_path: Pa
 def test_bench_prints_latency_and_stages(model: Path) -> None:
     out = cli_json("bench", "--model", str(model), "--batch", "1,2", "--runs", "3", "--warmup", "1",
                    "--gallery-size", "500")
-    assert out["backend"] == "onnxruntime-cpu" and [r["batch"] for r in out["results"]] == [1, 2]
+    assert out["backend"] == "onnxruntime-cpu" and out["precision"] == "fp32" and [r["batch"] for r in out["results"]] == [1, 2]
+    assert set(out["power"]) == {"before", "after"} and isinstance(out["warnings"], list)
     r = out["results"][1]
     assert r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["images_per_s"] > 0
     assert set(r["stages_ms"]) == {"decode", "preprocess", "infer", "rank"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import onnxruntime as ort
@@ -100,11 +101,23 @@ def test_missing_modality_and_folder(model_dir: Path, tmp_path: Path) -> None:
         open_encoder(tmp_path / "nope", "ir", verbose=False)
 
 
-def test_missing_precision_falls_back_with_a_message(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    e = open_encoder(model_dir, "ir", precision="fp16", verbose=True)
-    err = capsys.readouterr().err
-    assert "ir.fp16.onnx not found" in err and "using ir.onnx (fp32)" in err and "--fp16" in err
-    assert e.spec.precision == "fp32"
+@pytest.mark.parametrize(("precision", "flag"), [("fp16", "--fp16"), ("int8", "--int8 --calib DIR")])
+def test_explicit_precision_not_exported_is_an_error(model_dir: Path, precision: str, flag: str) -> None:
+    """Issue 16 defect 1: --precision int8 on a folder without int8 graphs is an error, not a silent fp32 run."""
+    with pytest.raises(SpecError, match=rf"ir\.{precision}.*not found; export it with `python -m export.onnx {flag}`"):
+        open_encoder(model_dir, "ir", precision=precision, verbose=False)
+
+
+def test_auto_precision_is_the_default_and_runs_fp32_on_the_cpu(model_dir: Path) -> None:
+    """auto on the CPU provider: the fp32 graph even when fp16 / int8-cpu graphs exist (int8 is opt-in there)."""
+    for name, prec in (("ir.fp16.onnx", "fp16"), ("ir.int8-cpu.onnx", "int8")):
+        make_tiny_onnx(model_dir / name, make_tiny_spec("ir", H, W, D).replace(precision=prec), seed=1)
+    e = open_encoder(model_dir, "ir", verbose=False)
+    assert (e.backend, e.spec.precision) == ("onnxruntime-cpu", "fp32")
+    assert e.spec.onnx_sha256 == file_sha256(model_dir / "ir.onnx")
+    assert open_encoder(model_dir, "ir", precision="int8", verbose=False).spec.precision == "int8"
+    with pytest.raises(ValueError, match="precision 'bf16' is invalid; valid values: auto, fp32, fp16, int8"):
+        open_encoder(model_dir, "ir", precision="bf16", verbose=False)
 
 
 def test_int8_cpu_prefers_the_cpu_graph_then_the_trt_graph(model_dir: Path) -> None:
@@ -116,12 +129,52 @@ def test_int8_cpu_prefers_the_cpu_graph_then_the_trt_graph(model_dir: Path) -> N
         resolve_onnx(model_dir, "ir", "fp16", "trt", fallback=False)
 
 
+def test_the_trt_target_never_falls_back_to_the_cpu_int8_graph(model_dir: Path) -> None:
+    """TensorRT's parser rejects the CPU graph's uint8 asymmetric Q/DQ (issue 16 defect 5)."""
+    (model_dir / "ir.int8-cpu.onnx").write_bytes((model_dir / "ir.onnx").read_bytes())
+    with pytest.raises(SpecError, match=r"ir\.int8\.onnx: not found"):
+        resolve_onnx(model_dir, "ir", "int8", "trt", verbose=False)
+
+
+class _RecordingRunner:
+    """Stands in for OrtRunner where ONNX Runtime's TensorRT / CUDA providers are absent (this CI)."""
+
+    opened: ClassVar[list[tuple[Path, str, str]]] = []
+
+    def __init__(self, path: Path, backend: str = "onnxruntime-cpu", threads: int | None = None,
+                 cache_dir: Path | None = None, precision: str = "fp32") -> None:
+        self.opened.append((Path(path), backend, precision))
+        self.backend, self.max_batch, self.static_batch, self.metadata = backend, None, None, {}
+
+
+@pytest.mark.parametrize(("backend", "precision", "graph", "runs"), [
+    # issue 16 defect 5: ORT's TensorRT EP gets the TensorRT int8 graph, never the CPU one
+    ("onnxruntime-tensorrt", "int8", "ir.int8.onnx", "int8"),
+    ("onnxruntime-cuda", "int8", "ir.int8-cpu.onnx", "int8"),
+    # --precision auto on a GPU provider: the fp16 graph (TensorRT-flavoured for the TensorRT EP)
+    ("onnxruntime-tensorrt", "auto", "ir.fp16.onnx", "fp16"),
+    ("onnxruntime-cuda", "auto", "ir.fp16.onnx", "fp16"),
+])
+def test_gpu_providers_get_the_graph_made_for_them(model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    backend: str, precision: str, graph: str, runs: str) -> None:
+    from runtime.backends import ort as ort_backend
+
+    for name in ("ir.int8.onnx", "ir.int8-cpu.onnx", "ir.fp16.onnx"):
+        (model_dir / name).write_bytes((model_dir / "ir.onnx").read_bytes())
+    monkeypatch.setattr(ort_backend, "available_providers", lambda: ORT_TRT)
+    monkeypatch.setattr(ort_backend, "OrtRunner", _RecordingRunner)
+    _RecordingRunner.opened = []
+    e = open_encoder(model_dir, "ir", precision=precision, backend=backend, verbose=False)
+    assert _RecordingRunner.opened == [(model_dir / graph, backend, runs)]
+    assert (e.backend, e.spec.precision) == (backend, runs)
+
+
 def test_backend_announced_once(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     enc._printed.clear()
     open_encoder(model_dir, "ir", backend="onnxruntime-cpu")
     open_encoder(model_dir, "rgb", backend="onnxruntime-cpu")
     lines = [s for s in capsys.readouterr().err.splitlines() if "backend" in s]
-    assert lines == ["irreid-edge: backend onnxruntime-cpu (requested)"]
+    assert lines == ["irreid-edge: backend onnxruntime-cpu, precision fp32 (requested)"]
 
 
 def test_threads_option(model_dir: Path) -> None:
@@ -157,6 +210,11 @@ def test_choose_backend_refuses_what_is_missing() -> None:
         choose_backend("onnxruntime-cuda", None, CPU_ONLY)
     with pytest.raises(ValueError, match="valid values: auto, tensorrt, onnxruntime"):
         choose_backend("cuda", None, CPU_ONLY)
+    # no ONNX Runtime at all (the core package depends on none): the install line, per machine
+    with pytest.raises(ValueError, match=r'onnxruntime-cpu is unavailable: ONNX Runtime is not installed.*"\.\[cpu\]"'):
+        choose_backend("onnxruntime-cpu", None, [])
+    with pytest.raises(ValueError, match=r"no backend available \(TensorRT not installed\).*docs/install.md"):
+        choose_backend("auto", "TensorRT not installed", [])
 
 
 def test_explicit_tensorrt_without_tensorrt_is_refused(model_dir: Path) -> None:
@@ -166,3 +224,51 @@ def test_explicit_tensorrt_without_tensorrt_is_refused(model_dir: Path) -> None:
         pytest.skip("TensorRT is installed here")
     with pytest.raises(ValueError, match="backend tensorrt is unavailable: TensorRT"):
         open_encoder(model_dir, "ir", backend="tensorrt", verbose=False)
+
+
+def test_tensorrt_provider_flags_follow_the_graph(tmp_path: Path) -> None:
+    from runtime.backends.ort import _provider_options
+
+    int8 = _provider_options("TensorrtExecutionProvider", tmp_path, "int8")
+    assert int8["trt_int8_enable"] and int8["trt_fp16_enable"]  # the TensorRT int8 graph has fp16 around its Q/DQ
+    fp32 = _provider_options("TensorrtExecutionProvider", tmp_path, "fp32")
+    assert not fp32["trt_int8_enable"] and not fp32["trt_fp16_enable"]
+    assert _provider_options("CUDAExecutionProvider", tmp_path, "int8") == {}
+
+
+class _FakeTrtRunner:
+    max_batch, static_batch = 8, None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return np.ones((batch.shape[0], D), np.float32)
+
+
+def test_auto_opens_the_fastest_engine_built_here(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16 defect 1: int8 > fp16 > fp32 among the engines built for this device; one built for
+    another setup is skipped. TensorRT is absent here: the engine opener is replaced, the choice is real."""
+    from runtime.backends import trt as trt_backend
+    from runtime.engine import EngineMismatchError, engine_path
+
+    for prec in ("fp16", "int8"):
+        engine_path(model_dir, "ir", prec).parent.mkdir(exist_ok=True)
+        engine_path(model_dir, "ir", prec).write_bytes(b"plan")
+    opened: list[str] = []
+    refuse = {"int8"}
+
+    def fake_open(model, is_dir, modality, precision, folder):  # type: ignore[no-untyped-def]
+        opened.append(precision)
+        if precision in refuse:
+            raise EngineMismatchError(f"{precision}: built for another setup (GPU X (engine) != Orin (here))")
+        return _FakeTrtRunner(), make_tiny_spec("ir", H, W, D).replace(precision=precision)
+
+    monkeypatch.setattr(trt_backend, "trt_unavailable_reason", lambda: None)
+    monkeypatch.setattr(trt_backend, "open_trt_encoder_runner", fake_open)
+    e = open_encoder(model_dir, "ir", verbose=False)
+    assert (e.backend, e.spec.precision, opened) == ("tensorrt", "fp16", ["int8", "fp16"])
+    refuse.clear()
+    opened.clear()
+    assert open_encoder(model_dir, "ir", verbose=False).spec.precision == "int8" and opened == ["int8"]
+    # an explicit precision opens only that engine; without one built, ONNX Runtime runs that graph
+    opened.clear()
+    assert open_encoder(model_dir, "ir", precision="fp32", verbose=False).backend == "onnxruntime-cpu"
+    assert opened == []

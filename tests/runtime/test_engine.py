@@ -130,3 +130,46 @@ def test_build_without_tensorrt_exits_2_in_one_line(tmp_path: Path) -> None:
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "TensorRT not installed" in lines[0] and "JetPack" in lines[0] and "ONNX Runtime" in lines[0]
+
+
+# -- issue 16 defect 7: Orin modules share name and compute capability ------------------------------
+def test_l4t_release_is_read_from_nv_tegra_release(tmp_path: Path) -> None:
+    from runtime.engine import l4t_release, read_l4t_release
+
+    text = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan 8\n"
+    assert l4t_release(text) == "36.4.3"
+    assert l4t_release("# R35 (release), REVISION: 5.0, GCID: 1\n") == "35.5.0"
+    assert l4t_release("Ubuntu 22.04") is None
+    (tmp_path / "rel").write_text(text)
+    assert read_l4t_release(tmp_path / "rel") == "36.4.3"
+    assert read_l4t_release(tmp_path / "absent") is None
+
+
+@pytest.mark.parametrize(("here", "phrase"), [
+    ({"sm_count": 16, "total_memory_gib": 61}, "SM count 8 (engine) != 16 (here)"),   # AGX Orin 64 GB
+    ({"sm_count": 8, "total_memory_gib": 15}, "memory GiB 7 (engine) != 15 (here)"),  # Orin NX 16 GB
+    ({"sm_count": 8, "total_memory_gib": 7, "l4t_release": "36.3.0"}, "L4T 36.4.3 (engine) != 36.3.0 (here)"),
+])
+def test_orin_modules_are_told_apart(here: dict[str, object], phrase: str) -> None:
+    key = _key(sm_count=8, total_memory_gib=7, l4t_release="36.4.3")  # built on an Orin NX 8 GB, L4T 36.4.3
+    now = {"sm_count": 8, "total_memory_gib": 7, "l4t_release": "36.4.3", **here}
+    diff = key_mismatches(key, "10.3.0.30", "Orin", "8.7", SHA_A, "fp16", **now)  # type: ignore[arg-type]
+    assert phrase in diff
+    assert key_mismatches(key, "10.3.0.30", "Orin", "8.7", SHA_A, "fp16", sm_count=8, total_memory_gib=7,
+                          l4t_release="36.4.3") == []
+
+
+def test_a_key_without_device_facts_still_reads_and_is_not_compared_on_them() -> None:
+    d = _key().to_dict()
+    for k in ("sm_count", "total_memory_gib", "l4t_release", "dla_core"):
+        d.pop(k, None)
+    key = EngineKey.from_dict(d)
+    assert key.sm_count is None and key_mismatches(key, "10.3.0.30", "Orin", "8.7", SHA_A, "fp16", sm_count=16) == []
+
+
+def test_fixed_batch_profile() -> None:
+    """Issue 16 defect 4: a static batch dimension gets min = opt = max."""
+    assert profile_batches(32, 8, static_batch=1) == (1, 1, 1)
+    assert profile_batches(32, None, static_batch=4) == (4, 4, 4)
+    with pytest.raises(ValueError, match="static batch 0 is invalid"):
+        profile_batches(32, None, static_batch=0)

@@ -38,14 +38,15 @@ def test_predicates(v: str, explicit: bool, st_flag: bool, always_st: bool, prec
 @pytest.mark.parametrize(("v", "graph", "prec", "plan"), [
     # JetPack 5: weakly typed, explicit batch, flags let TensorRT use the graph's own precision
     ("8.5.2.2", "fp32", "fp32", BuildPlan(("EXPLICIT_BATCH",), (), False)),
-    ("8.5.2.2", "fp16", "fp16", BuildPlan(("EXPLICIT_BATCH",), ("FP16",), False)),
-    ("8.5.2.2", "int8", "int8", BuildPlan(("EXPLICIT_BATCH",), ("INT8", "FP16"), False)),
-    ("8.5.2.2", "fp32", "fp16", BuildPlan(("EXPLICIT_BATCH",), ("FP16",), False)),
+    # (FP16 allowed in a weak build: OBEY_PRECISION_CONSTRAINTS keeps the fp32 L2 region, issue 16 defect 6)
+    ("8.5.2.2", "fp16", "fp16", BuildPlan(("EXPLICIT_BATCH",), ("FP16", "OBEY_PRECISION_CONSTRAINTS"), False)),
+    ("8.5.2.2", "int8", "int8", BuildPlan(("EXPLICIT_BATCH",), ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), False)),
+    ("8.5.2.2", "fp32", "fp16", BuildPlan(("EXPLICIT_BATCH",), ("FP16", "OBEY_PRECISION_CONSTRAINTS"), False)),
     # JetPack 6 / 10.x: the exported precision built strongly typed, no precision flags
     ("10.3.0.30", "fp16", "fp16", BuildPlan(("STRONGLY_TYPED",), (), True)),
     ("10.3.0.30", "int8", "int8", BuildPlan(("STRONGLY_TYPED",), (), True)),
     ("10.13.0.35", "fp32", "fp32", BuildPlan(("STRONGLY_TYPED",), (), True)),
-    ("10.3.0.30", "fp32", "fp16", BuildPlan((), ("FP16",), False)),  # foreign fp32 graph, weak typing
+    ("10.3.0.30", "fp32", "fp16", BuildPlan((), ("FP16", "OBEY_PRECISION_CONSTRAINTS"), False)),  # foreign fp32
     # 11.x: always strongly typed, no flags at all
     ("11.0.0", "fp16", "fp16", BuildPlan((), (), True)),
     ("11.2.0", "int8", "int8", BuildPlan((), (), True)),
@@ -76,3 +77,41 @@ def test_stub_only_tensorrt_is_not_tensorrt() -> None:
         pytest.skip("no stubs-only tensorrt package here")
     assert tc.trt_unavailable_reason() == "TensorRT not installed"
     assert tc.tensorrt_available() is False
+
+
+@pytest.mark.parametrize(("v", "has"), [("8.0.1", False), ("8.2.0", True), ("8.5.2.2", True), ("10.13.0.35", True),
+                                        ("11.0.0", False)])
+def test_obey_precision_constraints_exists_from_8_2_until_11(v: str, has: bool) -> None:
+    assert tc.has_obey_precision_constraints(v) is has
+
+
+@pytest.mark.parametrize(("v", "graph", "plan"), [
+    # before 11 DLA gets fp16/int8 through the weak precision flags, plus GPU fallback
+    ("10.3.0.30", "fp16", BuildPlan((), ("FP16", "OBEY_PRECISION_CONSTRAINTS", "GPU_FALLBACK"), False)),
+    ("8.5.2.2", "int8", BuildPlan(("EXPLICIT_BATCH",), ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS", "GPU_FALLBACK"),
+                                  False)),
+    # 11: strongly typed (the graph's types), only the fallback flag
+    ("11.4.1", "fp16", BuildPlan((), ("GPU_FALLBACK",), True)),
+])
+def test_dla_plans(v: str, graph: str, plan: BuildPlan) -> None:
+    assert build_plan(v, graph, graph, dla=True) == plan
+    with pytest.raises(ValueError, match="DLA runs fp16 and int8 only"):
+        build_plan(v, "fp32", "fp32", dla=True)
+
+
+def _layers(*spec: tuple[str, str, str]) -> list[tc.LayerView]:
+    return [tc.LayerView(kind, tuple(i.split(",")) if i else (), (o,), kind != "SHAPE") for kind, i, o in spec]
+
+
+def test_fp32_region_is_the_reduction_its_squares_and_everything_after() -> None:
+    layers = _layers(("CONVOLUTION", "images", "c"), ("ACTIVATION", "c", "r"), ("MATRIX_MULTIPLY", "r", "f"),
+                     ("ELEMENTWISE", "f,f", "sq"), ("REDUCE", "sq", "s"), ("UNARY", "s", "n"),
+                     ("ELEMENTWISE", "f,n", "e"), ("SHAPE", "e", "shp"), ("DEQUANTIZE", "e", "dq"))
+    assert tc.fp32_layer_indices(layers) == [3, 4, 5, 6]  # not the conv path, not Shape, not Q/DQ
+
+
+def test_only_weak_builds_with_fp16_pin_layers() -> None:
+    assert tc.pins_fp32_layers(build_plan("8.5.2.2", "fp16", "fp16"))
+    assert tc.pins_fp32_layers(build_plan("10.3.0.30", "fp32", "fp16"))
+    assert not tc.pins_fp32_layers(build_plan("10.3.0.30", "fp16", "fp16"))  # strongly typed: refused there
+    assert not tc.pins_fp32_layers(build_plan("8.5.2.2", "fp32", "fp32"))

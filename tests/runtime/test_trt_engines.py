@@ -129,3 +129,31 @@ def test_exported_engine_close_to_ort_fp32(exported: Path, precision: str, bar: 
     cos = _worst_cosine(trt_enc.embed(x), ref.embed(x))
     print(f"{modality} {precision}: worst cosine to ORT fp32 = {cos:.5f}")
     assert cos >= bar
+
+
+# -- int8 engines really run their convolutions in int8 (issue 16) -----------------------------------
+def _layer_info(engine_file: Path) -> list[dict]:
+    """The engine's layers through IEngineInspector, JSON format (TensorRT Python API "EngineInspector":
+    ``engine.create_engine_inspector().get_engine_information(LayerInformationFormat.JSON)``; the
+    details are there only when built with ProfilingVerbosity.DETAILED, here `build --detailed-profile`)."""
+    import tensorrt as trt
+
+    from runtime.backends.trt_build import get_logger
+
+    engine = trt.Runtime(get_logger()).deserialize_cuda_engine(engine_file.read_bytes())
+    info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
+    return [layer for layer in info["Layers"] if isinstance(layer, dict)]
+
+
+@pytest.mark.parametrize("modality", ["rgb", "ir"])
+def test_int8_engine_runs_its_convolutions_in_int8(exported: Path, modality: str) -> None:
+    """A cosine bar alone cannot tell an fp16 engine from an int8 one: the inspector says per layer."""
+    if not model_file(exported, modality, "int8", "trt").is_file():
+        pytest.skip(f"{exported} has no {modality} int8 graph for TensorRT (export with --int8)")
+    _build(exported, "int8", "--modality", modality, "--max-batch", "8", "--detailed-profile")
+    layers = _layer_info(engine_path(exported, modality, "int8"))
+    convs = [la for la in layers if la.get("ParameterType") == "Convolution" or "Convolution" in str(la.get("LayerType"))]
+    assert convs, f"no convolution in the inspector's output: {[la.get('LayerType') for la in layers][:20]}"
+    not_int8 = [la["Name"] for la in convs if "Int8" not in str(la.get("Inputs", [{}])[0].get("Format/Datatype", ""))]
+    print(f"{modality}: {len(convs) - len(not_int8)}/{len(convs)} convolutions take Int8 inputs")
+    assert not not_int8, f"convolutions not in int8: {not_int8[:10]}"

@@ -72,8 +72,9 @@ def test_checkpoint_is_safe_to_load_and_complete(tmp_path, tiny_data):
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_data, capsys):
     assert _run(tmp_path, tiny_data, "nan", "--epochs", "1") == 0
     good = (tmp_path / "nan" / "last.pt").read_bytes()
-    rc = _run(tmp_path, tiny_data, "nan", "--epochs", "1", "--set", "optim.lr_new=1e30",
-              "--set", "optim.lr_pretrained=1e30")
+    # (a resumed run keeps its optimiser's learning rates: an infinite loss weight makes the loss non-finite)
+    rc = _run(tmp_path, tiny_data, "nan", "--epochs", "2", "--set", "loss.adv_weight=inf",
+              "--resume", str(tmp_path / "nan" / "last.pt"))
     assert rc == 3
     err = capsys.readouterr().err
     assert "non-finite loss" in err and "last good checkpoint" in err

@@ -9,7 +9,7 @@ import torch
 
 from train.losses import (
     VARIANTS,
-    LossConfig,
+    ObjectiveConfig,
     adversarial_loss,
     batch_hard_triplet,
     discriminator_objective,
@@ -168,12 +168,12 @@ def test_variant_table_and_config_validation() -> None:
     assert VARIANTS["vanilla"].levels == ("f", "g4") and not VARIANTS["vanilla"].weighted
     assert VARIANTS["shallow"].levels == ("g1", "g2", "g3", "g4") and not VARIANTS["shallow"].weighted
     assert VARIANTS["full"].levels == ("g1", "g2", "g3", "g4") and VARIANTS["full"].weighted
-    assert LossConfig(variant="shallow+weighting").variant == "full"
+    assert ObjectiveConfig(variant="shallow+weighting").variant == "full"
     assert required_domain_levels("vanilla") == ("f", "g4")
     with pytest.raises(ValueError, match="valid: baseline, vanilla, shallow, full"):
-        LossConfig(variant="deep")
+        ObjectiveConfig(variant="deep")
     with pytest.raises(ValueError, match="valid: minmax, grl"):
-        LossConfig(adversarial="wgan")
+        ObjectiveConfig(adversarial="wgan")
 
 
 def _setup(variant: str, seed: int = 0):
@@ -199,7 +199,7 @@ def _naive_adv_terms(model, out, modality, variant: str) -> dict[str, float]:
 @pytest.mark.parametrize("variant", ["baseline", "vanilla", "shallow", "full"])
 def test_objectives_follow_eq1_signs(variant: str) -> None:
     model, x, labels, modality = _setup(variant)
-    cfg = LossConfig(variant=variant)
+    cfg = ObjectiveConfig(variant=variant)
     out = model(x, modality)
     feat = feature_objective(out, labels, modality, model, cfg)
     disc = discriminator_objective(out, modality, model, cfg)
@@ -227,7 +227,7 @@ def test_min_max_gradients_and_grl_equivalence() -> None:
     extractor untouched; a GRL objective gives each player the gradient of its min-max objective."""
     model, x, labels, modality = _setup("full")
     model.eval()  # BN in eval: the forward is deterministic, so gradients compare exactly
-    cfg = LossConfig(variant="full")
+    cfg = ObjectiveConfig(variant="full")
     out = model(x, modality)
     d_params = model.param_groups()["domain"]
     e_params = model.param_groups()["pretrained"] + model.param_groups()["new"]
@@ -249,7 +249,7 @@ def test_objectives_accept_fp16_outputs_from_autocast() -> None:
     half = type(out)(
         out.parts.half(), out.logits.half(), tuple(t.half() for t in out.taps), out.embedding.half()
     )
-    cfg = LossConfig(variant="full")
+    cfg = ObjectiveConfig(variant="full")
     feat = feature_objective(half, labels, modality, model, cfg)
     disc = discriminator_objective(half, modality, model, cfg)
     for terms in (feat, disc):
@@ -264,4 +264,4 @@ def test_missing_domain_head_is_a_clear_error() -> None:
     model, x, labels, modality = _setup("shallow")
     out = model(x, modality)
     with pytest.raises(ValueError, match=r"lacks \['f'\].*required_domain_levels\('vanilla'\)"):
-        feature_objective(out, labels, modality, model, LossConfig(variant="vanilla"))
+        feature_objective(out, labels, modality, model, ObjectiveConfig(variant="vanilla"))

@@ -11,7 +11,7 @@ import torchvision
 from torch import nn
 
 from train.models import (
-    ModelConfig,
+    NetworkConfig,
     PretrainedWeightsError,
     ReIDOutput,
     StripePool,
@@ -296,7 +296,7 @@ def test_pretrained_from_our_checkpoint_and_config_round_trip(tmp_path) -> None:
     x = _images(2)
     with torch.no_grad():
         torch.testing.assert_close(again.embed(x, 1), src.embed(x, 1))
-    assert isinstance(again.config, ModelConfig) and again.config.num_classes == 6
+    assert isinstance(again.config, NetworkConfig) and again.config.num_classes == 6
     via_json = create_model_from_config(json.loads(json.dumps(src.config.to_dict())))
     assert via_json.config == src.config
     with pytest.warns(

@@ -163,7 +163,7 @@ def generate(out_dir: str | os.PathLike[str], ids: int = 100, seed: int = 0, ove
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.data.synthetic", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m train.data.synthetic", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder (created; must be empty or an earlier output)")
     p.add_argument("--ids", type=int, default=100, help="identities (default 100)")
     p.add_argument("--seed", type=int, default=0)

@@ -9,7 +9,7 @@ lighting; infrared cameras add noise, blur and their own contrast.
 
 A person is drawn once as a region map (one small integer per pixel: skin, hair, upper garment, ...);
 per-image lookup tables turn regions into colour or infrared values. Everything is drawn at the
-output size with PIL and numpy, a few milliseconds per image.
+output size with PIL and numpy.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Real long-wave-infrared crops (llvip-dev, night streets) show a person as a near-white silhouette
 with little clothing texture over a dark, flat background; nothing of the clothing colour survives.
 The paper's red-channel stand-in keeps texture and colour-dependent brightness instead, and a model
-trained on it fails on real thermal crops (issue 15: 1.2 % rank-1). This rendering makes what the
-model learns from Market-1501 look like thermal, without a segmentation model:
+trained on it fails on real thermal crops (issue 15; docs/training.md "Real photographs"). This
+rendering makes what the model learns from Market-1501 look like thermal, without a segmentation
+model:
 
 1. foreground = how far each pixel's colour is from the background colour, estimated as the median
    of the crop's left and right border columns (a detector's box leaves background at its sides);

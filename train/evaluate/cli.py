@@ -2,12 +2,17 @@
 
     python -m train.evaluate --checkpoint runs/demo/best.pt                       # synthetic demo data
     python -m train.evaluate --checkpoint C --data sysu --root SYSU-MM01 --mode all --trials 10
-    python -m train.evaluate --onnx runs/demo/export --precision int8 --data regdb --root RegDB
+    python -m train.evaluate --onnx runs/demo/export --precision int8 --data regdb --root RegDB --trial 3
     python -m train.evaluate ... --flip --rerank --out results.json --rank-list ranks.png
 
 Prints one row per trial (and per direction on RegDB) for each variant, then mean ± std over
 trials, and writes everything as JSON (atomically). ``--flip`` and ``--rerank`` add separately
 labelled rows; the plain row is always there.
+
+RegDB: each trial is its own identity split, so a model trained on trial t has seen the other
+trials' test identities. ``--trial N`` scores trial N only; a checkpoint trained on RegDB is scored
+on its own trial unless ``--trial``/``--trials`` say otherwise. The 10-trial protocol (train and
+test each trial, then mean ± std) is ``python -m train.regdb_trials``.
 """
 
 from __future__ import annotations
@@ -22,9 +27,18 @@ from typing import Any
 
 import numpy as np
 
+from runtime.choices import INFERENCE_BACKEND_CHOICES, PRECISIONS
 from runtime.spec import atomic_write_text
 
-from .protocols import DATASETS, PROTOCOL_OF, TrialResult, evaluate_trial, iter_trials, variants_for
+from .protocols import (
+    DATASETS,
+    PROTOCOL_OF,
+    TrialResult,
+    evaluate_trial,
+    iter_trials,
+    trial_numbers,
+    variants_for,
+)
 
 __all__ = ["RESULT_FORMAT", "get_args_parser", "main", "summarize"]
 
@@ -36,24 +50,25 @@ DATA_NAMES = {"sysu": "SYSU-MM01", "regdb": "RegDB", "market": "Market-1501 held
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    from runtime.encoder import BACKEND_CHOICES
-
     from ..data.llvip import LLVIP_SPLITS
     from ..data.records import PSEUDO_IR_KINDS
 
-    p = argparse.ArgumentParser(prog="python -m train.evaluate",
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m train.evaluate",
                                 description="Evaluate a checkpoint or an exported model on a benchmark protocol.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a checkpoint written by python -m train.fit")
     src.add_argument("--onnx", metavar="DIR", help="an exported model folder (python -m export.onnx)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"), help="with --onnx")
-    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="with --onnx (default auto)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="with --onnx (default fp32)")
+    p.add_argument("--backend", default="auto", choices=INFERENCE_BACKEND_CHOICES, help="with --onnx (default auto)")
     p.add_argument("--device", default="cpu", help="with --checkpoint: torch device (default cpu)")
     p.add_argument("--data", default="synthetic", choices=DATASETS)
     p.add_argument("--root", help="dataset folder (synthetic: default = the demo's cached dataset)")
     p.add_argument("--mode", default="all", choices=("all", "indoor"), help="SYSU-MM01 search mode")
-    p.add_argument("--trials", type=int, default=10, help="SYSU galleries / RegDB splits (default 10)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--trials", type=int, help="score trials 1..N (RegDB splits) / N gallery draws 0..N-1 "
+                                                  "(SYSU) with this one model (default 10)")
+    which.add_argument("--trial", type=int, help="score exactly this trial: RegDB 1..10, SYSU gallery draw N")
     p.add_argument("--shots", type=int, default=1, choices=(1, 10), help="SYSU single- or multi-shot gallery")
     p.add_argument("--market-ir-cams", default="4,5,6",
                    help="Market-1501 cameras read as pseudo-IR ('' = all colour; default 4,5,6)")
@@ -146,9 +161,9 @@ def _print_summary(summary: Sequence[dict[str, Any]]) -> None:
 
 
 def _rank_list(first: TrialResult, out: str, probes: int, top_k: int) -> str:
+    from .drawing import RankRow, rank_list_png
     from .features import load_record_image
     from .metrics import removed_mask
-    from .plots import RankRow, rank_list_png
 
     trial, dist = first.trial, first.distmat
     picks = np.linspace(0, len(trial.queries) - 1, min(probes, len(trial.queries))).round().astype(int)
@@ -164,6 +179,22 @@ def _rank_list(first: TrialResult, out: str, probes: int, top_k: int) -> str:
                              for j in order],
                             label=f"id {q.pid} cam{q.camid}"))
     return rank_list_png(rows, out, top_k=top_k)
+
+
+def _regdb_trial(args: argparse.Namespace, train_config: dict[str, Any] | None) -> int | None:
+    """The one trial to score, or None for ``--trials``: a RegDB-trained checkpoint defaults to its own."""
+    if args.trial is not None or args.data != "regdb":
+        return args.trial
+    data = (train_config or {}).get("data") or {}
+    if data.get("name") != "regdb":
+        return None
+    own = int(data.get("regdb_trial", 1))
+    if args.trials is not None and args.trials > 1:
+        raise ValueError(f"this checkpoint was trained on RegDB trial {own}, whose training ids include the other "
+                         f"trials' test ids: score it with --trial {own}; the 10-trial protocol is "
+                         f"python -m train.regdb_trials")
+    print(f"RegDB trial {own}: the trial this checkpoint was trained on (--trial N to choose)")
+    return own
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,10 +213,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"{DATA_NAMES[args.data]} ({root}), protocol {PROTOCOL_OF[args.data]}"
           + (f", {args.mode}-search, {'single' if args.shots == 1 else 'multi'}-shot" if args.data in ("sysu", "synthetic") else "")
           + f"; {embedder.description}; input {spec.input_height}x{spec.input_width}, {spec.stripes} stripes")
+    only = _regdb_trial(args, getattr(embedder, "config", None))
+    trials = args.trials if args.trials is not None else 10
     print(_header())
     rows, first, t0 = [], None, time.perf_counter()
-    for trial in iter_trials(args.data, root, args.mode, args.trials, args.shots, ir_cams, args.pseudo_ir,
-                             args.llvip_split):
+    for trial in iter_trials(args.data, root, args.mode, trials, args.shots, ir_cams, args.pseudo_ir,
+                             args.llvip_split, only=only):
         for tr in evaluate_trial(cache, trial, variants, args.max_rank, (args.k1, args.k2, args.lambda_value)):
             first = first or tr
             rows.append(_row(tr))
@@ -197,8 +230,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = {
         "format": RESULT_FORMAT, "format_version": 1,
         "data": args.data, "root": str(root), "protocol": PROTOCOL_OF[args.data],
-        "mode": args.mode, "shots": args.shots, "trials": args.trials, "pseudo_ir": args.pseudo_ir,
-        "llvip_split": args.llvip_split,
+        "mode": args.mode, "shots": args.shots, "trials": trial_numbers(args.data, trials, only),
+        "pseudo_ir": args.pseudo_ir, "llvip_split": args.llvip_split,
         "model": {"checkpoint": args.checkpoint, "onnx": args.onnx,
                   "precision": args.precision if args.onnx else "fp32 (torch)",
                   "description": embedder.description, "stripes": spec.stripes,

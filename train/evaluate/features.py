@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from runtime.choices import MODALITIES
 from runtime.preprocess import decode_image, preprocess_image, to_rgb
 from runtime.spec import ModelSpec
 
@@ -29,7 +30,7 @@ from ..data.records import Record
 
 __all__ = ["Embedder", "FeatureCache", "OnnxEmbedder", "TorchEmbedder", "load_record_batch", "open_embedder"]
 
-MODALITY_NAMES = ("rgb", "ir")
+MODALITY_NAMES = MODALITIES  # position = the modality label the data readers use (0 rgb, 1 ir)
 
 
 class Embedder(Protocol):
@@ -103,8 +104,10 @@ class TorchEmbedder:
     def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "cpu") -> TorchEmbedder:
         from ..checkpoint import load_checkpoint
         from ..models import create_model
+        from ..plugins import load_plugins
 
         ckpt = load_checkpoint(path, map_location=device)
+        load_plugins((ckpt.get("config") or {}).get("plugins") or ())  # a backbone of the user's own
         name, kwargs = _model_kwargs(ckpt, str(path))
         for key in ("mean", "std", "domain_levels"):  # JSON turned tuples into lists
             if key in kwargs:

@@ -2,8 +2,8 @@
 
 - SYSU-MM01 (and the synthetic dataset, which has its layout): one query set (IR cams 3 and 6), a new
   gallery per trial (``train.data.sysu.test_split`` with ``random.seed(trial)``, trials 0..T-1).
-- RegDB: trials 1..T, each its own identity split; visible->thermal and thermal->visible are
-  separate rows (``direction``).
+- RegDB: trials 1..T (or exactly trial ``only``, ``--trial N``), each its own identity split;
+  visible->thermal and thermal->visible are separate rows (``direction``).
 - Market-1501 (``market``, issue 15): the held-out identities (Market's own test ids on a full copy,
   ``train.data.market.dev_split``'s test ids on a training-only copy such as market1501-dev):
   pseudo-IR probes = every image of cameras ``ir_cams`` (default 4-6); the colour gallery is drawn
@@ -15,7 +15,8 @@
   and the reverse (``v2t``); one trial; held-out frames by default (a same-scene figure).
 
 Variants (separate rows, never silently on): ``plain``; ``flip`` (flip-at-test); ``rerank``
-(k-reciprocal re-ranking of the plain features); ``flip+rerank``.
+(k-reciprocal re-ranking of the plain features, runtime.rerank: the same as ``match --rerank``);
+``flip+rerank``.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.rerank import k_reciprocal_rerank
+
 from ..data.records import Record
 from .features import FeatureCache
 from .metrics import RankingResult, cosine_distmat, evaluate_ranking
-from .rerank import k_reciprocal_rerank
 
 __all__ = ["DATASETS", "Trial", "TrialResult", "evaluate_trial", "iter_trials", "market_heldout", "single_shot",
-           "variants_for"]
+           "trial_numbers", "variants_for"]
 
 DATASETS = ("sysu", "regdb", "market", "market-query", "llvip-pairs", "synthetic")
 PROTOCOL_OF = {"sysu": "sysu", "synthetic": "sysu", "regdb": "regdb", "market": "regdb", "market-query": "market",
@@ -57,18 +59,18 @@ class TrialResult:
     distmat: np.ndarray  # (Q, G), kept for rank-list pictures
 
 
-def _sysu(root: str | os.PathLike[str], mode: str, trials: int, shots: int) -> Iterator[Trial]:
+def _sysu(root: str | os.PathLike[str], mode: str, trials: Sequence[int], shots: int) -> Iterator[Trial]:
     from ..data.sysu import test_split
 
-    for t in range(trials):
+    for t in trials:
         queries, gallery = test_split(root, mode=mode, trial=t, shots=shots)
         yield Trial(t, "", "sysu", queries, gallery)
 
 
-def _regdb(root: str | os.PathLike[str], trials: int) -> Iterator[Trial]:
+def _regdb(root: str | os.PathLike[str], trials: Sequence[int]) -> Iterator[Trial]:
     from ..data.regdb import test_split
 
-    for t in range(1, trials + 1):  # RegDB's idx files are numbered 1..10
+    for t in trials:
         for direction in ("v2t", "t2v"):
             queries, gallery = test_split(root, trial=t, direction=direction)
             yield Trial(t, direction, "regdb", queries, gallery)
@@ -104,12 +106,13 @@ def single_shot(records: Sequence[Record], trial: int) -> list[Record]:
     return [rng.choice(sorted(by[key], key=lambda r: r.path)) for key in sorted(by)]
 
 
-def _market(root: str | os.PathLike[str], trials: int, ir_cams: Sequence[int], pseudo_ir: str) -> Iterator[Trial]:
+def _market(root: str | os.PathLike[str], trials: Sequence[int], ir_cams: Sequence[int],
+            pseudo_ir: str) -> Iterator[Trial]:
     if not ir_cams:
         raise ValueError("--data market needs pseudo-IR cameras (--market-ir-cams, default 4,5,6)")
     held = market_heldout(root, ir_cams, pseudo_ir)
     queries = [r for r in held if r.modality == 1]
-    for t in range(trials):
+    for t in trials:
         yield Trial(t, "", "regdb", queries, single_shot(held, t))
 
 
@@ -122,19 +125,34 @@ def _llvip(root: str | os.PathLike[str], split: str) -> Iterator[Trial]:
     yield Trial(0, "v2t", "regdb", vis, ir)
 
 
-def iter_trials(data: str, root: str | os.PathLike[str], mode: str = "all", trials: int = 10, shots: int = 1,
-                market_ir_cams: Sequence[int] = (4, 5, 6), pseudo_ir: str = "red",
-                llvip_split: str = "test") -> Iterator[Trial]:
-    if data not in DATASETS:
-        raise ValueError(f"unknown dataset {data!r}; valid: {', '.join(DATASETS)}")
+def trial_numbers(data: str, trials: int = 10, only: int | None = None) -> list[int]:
+    """The trial numbers to score: RegDB's are 1..10 (its idx files), the gallery draws' seeds 0..T-1.
+
+    ``only`` picks one trial exactly (``--trial N``); ``trials`` counts from the first.
+    """
+    first = 1 if data == "regdb" else 0
+    if only is not None:
+        if only < first or (data == "regdb" and only > 10):
+            valid = "1..10 (RegDB's idx files)" if data == "regdb" else ">= 0 (the gallery draw's seed)"
+            raise ValueError(f"--trial {only} is invalid for {data}; valid: {valid}")
+        return [only]
     if trials < 1:
         raise ValueError(f"--trials must be >= 1, got {trials}")
+    return list(range(first, first + trials))
+
+
+def iter_trials(data: str, root: str | os.PathLike[str], mode: str = "all", trials: int = 10, shots: int = 1,
+                market_ir_cams: Sequence[int] = (4, 5, 6), pseudo_ir: str = "red",
+                llvip_split: str = "test", only: int | None = None) -> Iterator[Trial]:
+    if data not in DATASETS:
+        raise ValueError(f"unknown dataset {data!r}; valid: {', '.join(DATASETS)}")
+    numbers = trial_numbers(data, trials, only)
     if data in ("sysu", "synthetic"):
-        return _sysu(root, mode, trials, shots)
+        return _sysu(root, mode, numbers, shots)
     if data == "regdb":
-        return _regdb(root, trials)
+        return _regdb(root, numbers)
     if data == "market":
-        return _market(root, trials, market_ir_cams, pseudo_ir)
+        return _market(root, numbers, market_ir_cams, pseudo_ir)
     if data == "llvip-pairs":
         return _llvip(root, llvip_split)
     return _market_query(root, market_ir_cams, pseudo_ir)

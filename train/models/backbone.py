@@ -1,4 +1,7 @@
-"""ResNet backbones from torchvision, cut into stages, and their pretrained weights.
+"""The built-in backbones: torchvision ResNets, cut into stages, and their pretrained weights.
+
+Registered as ``resnet18``, ``resnet34`` and ``resnet50`` (models ``dat_resnet18`` ...) with
+``@register_backbone`` (train.models.registry), as any backbone of a user's own is.
 
 A backbone is five stages, named as in `STAGES`: ``stem`` (conv1, bn1, relu, maxpool) and
 ``layer1``..``layer4`` (the residual blocks 1–4 of the paper). Weights come from one of:
@@ -23,6 +26,8 @@ from typing import Any
 import torch
 import torchvision
 from torch import nn
+
+from .registry import Backbone, register_backbone
 
 __all__ = [
     "ARCHS",
@@ -140,7 +145,8 @@ def build_resnet(
         sd = strip_prefix(weights, "module.")
         if not is_torchvision_resnet_state_dict(sd):
             raise PretrainedWeightsError(
-                f"{what} is not a torchvision ResNet state_dict (no 'conv1.weight' / 'layer1.0.conv1.weight')"
+                f"{what} holds neither a torchvision ResNet state_dict (no 'conv1.weight' / "
+                "'layer1.0.conv1.weight') nor a matching irreid checkpoint"
             )
         _load_resnet(net, sd, what)
     _set_last_stride(net, last_stride)
@@ -189,3 +195,17 @@ def resnet_stages(net: torchvision.models.ResNet) -> OrderedDict[str, nn.Module]
             ("layer4", net.layer4),
         ]
     )
+
+
+def _resnet_backbone(arch: str) -> None:
+    def build(pretrained: str, last_stride: int) -> Backbone:
+        weights, what = backbone_weights(arch, pretrained)
+        return Backbone(resnet_stages(build_resnet(arch, weights, last_stride, what)), stage_channels(arch))
+
+    build.__name__ = build.__qualname__ = arch
+    build.__doc__ = f"torchvision {arch}: stem + layer1..layer4; pretrained none | imagenet | a state_dict file"
+    register_backbone(arch)(build)
+
+
+for _arch in ARCHS:
+    _resnet_backbone(_arch)

@@ -26,18 +26,10 @@ from typing import Any, NamedTuple, cast
 import torch
 from torch import nn
 
-from .backbone import (
-    STAGES,
-    PretrainedWeightsError,
-    backbone_weights,
-    build_resnet,
-    is_torchvision_resnet_state_dict,
-    resnet_stages,
-    stage_channels,
-    strip_prefix,
-)
-from .config import ModelConfig, parse_modality
+from .backbone import STAGES, PretrainedWeightsError, load_weights_file, strip_prefix
 from .head import DomainHead, Normalize, StripeHead, embedding_from_parts
+from .network_config import NetworkConfig, parse_modality
+from .registry import build_backbone
 
 __all__ = ["DATNet", "ModalityEncoder", "ReIDOutput"]
 
@@ -73,23 +65,36 @@ class ModalityEncoder(nn.Module):
         return embedding_from_parts(parts)
 
 
+def _own_checkpoint(pretrained: str) -> Mapping[str, Any] | None:
+    """The state of an irreid checkpoint given as ``pretrained`` (None for none/imagenet/a backbone file).
+
+    An irreid checkpoint is a dict with a 'model' entry, or a state_dict of branches.* / shared.*
+    tensors; anything else is the backbone's own weights format and goes to its builder.
+    """
+    if pretrained in ("none", "imagenet"):
+        return None
+    sd = load_weights_file(pretrained)
+    inner = strip_prefix(sd.get("model", sd) if isinstance(sd.get("model"), Mapping) else sd, "module.")
+    if "model" in sd or any(k.startswith(("branches.", "shared.")) for k in inner):
+        return sd
+    return None
+
+
 class DATNet(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
         self.config = config
-        weights, what = backbone_weights(config.backbone, config.pretrained)
-        own_checkpoint = weights is not None and not is_torchvision_resnet_state_dict(
-            strip_prefix(weights, "module.")
-        )
-        net = build_resnet(config.backbone, None if own_checkpoint else weights, config.last_stride, what)
-        stages = resnet_stages(net)
+        own = _own_checkpoint(config.pretrained)
+        backbone = build_backbone(config.backbone, "none" if own is not None else config.pretrained,
+                                  config.last_stride)
+        stages = backbone.stages
         specific, shared = STAGES[: config.share_from], STAGES[config.share_from :]
         self.normalize = Normalize(config.mean, config.std)
         rgb = nn.ModuleDict(OrderedDict((s, stages[s]) for s in specific))
         # Both branches start from the same (pretrained) weights, as separate parameters.
         self.branches = nn.ModuleList([rgb, copy.deepcopy(rgb)])
         self.shared = nn.ModuleDict(OrderedDict((s, stages[s]) for s in shared))
-        channels = stage_channels(config.backbone)
+        channels = backbone.channels
         self.head = StripeHead(channels[3], config.stripes, config.embed_dim)
         classifiers = [
             nn.Linear(config.embed_dim, config.num_classes)
@@ -103,9 +108,8 @@ class DATNet(nn.Module):
         self.domain_heads = nn.ModuleDict(
             {lv: DomainHead(dims[lv], config.domain_hidden) for lv in config.domain_levels}
         )
-        if own_checkpoint:
-            assert weights is not None
-            self._load_own_checkpoint(weights, what)
+        if own is not None:
+            self._load_own_checkpoint(own, f"weights file {config.pretrained}")
 
     # -- properties the trainer / exporter read ---------------------------------------------------
     @property

@@ -1,4 +1,4 @@
-"""ModelConfig (the create_model keyword arguments, validated) and the modality encoding."""
+"""NetworkConfig (the create_model keyword arguments, validated) and the modality encoding."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from .head import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["DOMAIN_LEVELS", "MODALITY_IDS", "ModelConfig", "canonical_level", "parse_modality"]
+__all__ = ["DOMAIN_LEVELS", "MODALITY_IDS", "NetworkConfig", "canonical_level", "parse_modality"]
 
 MODALITY_IDS = {"rgb": 0, "ir": 1}  # m in the paper: 0 colour, 1 infrared
 DOMAIN_LEVELS = ("g1", "g2", "g3", "g4", "f")  # taps after blocks 1–4, and f = [f_1..f_n]
@@ -26,7 +26,7 @@ def canonical_level(level: int | str) -> str:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class NetworkConfig:
     """Everything `create_model` needs to rebuild a network; `dataclasses.asdict` is JSON-safe.
 
     share_from: index of the first residual block whose weights both modalities share.

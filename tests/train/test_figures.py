@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from train.evaluate.plots import RankRow, activation_png, correlation_png, rank_list_png, stripes_png
+from train.evaluate.drawing import RankRow, activation_png, correlation_png, rank_list_png, stripes_png
 
 H, W = 64, 32
 
@@ -67,8 +67,8 @@ def _result(path: Path, stripes: int, r1: float, data: str = "sysu") -> str:
     return str(path)
 
 
-def test_pictures_stripes_cli(tmp_path):
-    from train.evaluate.pictures import main, stripe_points
+def test_figures_stripes_cli(tmp_path):
+    from train.evaluate.figures import main, stripe_points
 
     files = [_result(tmp_path / f"r{n}.json", n, 40.0 + n) for n in (1, 3, 6)]
     assert stripe_points(files) == {"sysu all": [(1, 41.0, 39.0), (3, 43.0, 41.0), (6, 46.0, 44.0)]}
@@ -99,8 +99,8 @@ def tiny(tmp_path_factory):
     return base
 
 
-def test_pictures_from_a_checkpoint(tiny, capsys):
-    from train.evaluate.pictures import main
+def test_figures_from_a_checkpoint(tiny, capsys):
+    from train.evaluate.figures import main
 
     ck, root = str(tiny / "ck.pt"), str(tiny / "syn")
     assert main(["activations", "--checkpoint", ck, "--root", root, "--count", "2", "--out", str(tiny / "a.png")]) == 0

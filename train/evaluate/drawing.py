@@ -8,7 +8,7 @@
   features, as bars with their spread.
 - :func:`stripes_png`    — Fig. 5: rank-1 (and mAP) against the number of stripes, one line per series.
 
-Computing the inputs (feature maps, correlations, result files) is train.evaluate.pictures' job.
+Computing the inputs (feature maps, correlations, result files) is train.evaluate.figures' job.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""``python -m train.evaluate.pictures``: the paper's figures from checkpoints and result files.
+"""``python -m train.evaluate.figures``: the paper's figures from checkpoints and result files.
 
-    python -m train.evaluate.pictures activations --checkpoint C [--root DIR | --images a.jpg ...] --out act.png
-    python -m train.evaluate.pictures correlation --checkpoint C [C2 ...] [--root DIR] --out corr.png
-    python -m train.evaluate.pictures stripes results1.json results2.json ... --out stripes.png
+    python -m train.evaluate.figures activations --checkpoint C [--root DIR | --images a.jpg ...] --out act.png
+    python -m train.evaluate.figures correlation --checkpoint C [C2 ...] [--root DIR] --out corr.png
+    python -m train.evaluate.figures stripes results1.json results2.json ... --out stripes.png
     (rank lists: python -m train.evaluate ... --rank-list ranks.png)
 
 activations (Fig. 4): the final feature map's channel mean over each image, with the stripe borders
@@ -28,26 +28,28 @@ from typing import Any
 
 import numpy as np
 
-from .plots import activation_png, correlation_png, stripes_png
+from runtime.choices import MODALITIES
+
+from .drawing import activation_png, correlation_png, stripes_png
 
 __all__ = ["get_args_parser", "layer_correlations", "main", "stripe_points"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.evaluate.pictures",
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m train.evaluate.figures",
                                 description="The paper's figures from checkpoints and result files.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     sub = p.add_subparsers(dest="figure", required=True)
-    a = sub.add_parser("activations", help="Fig. 4: activation maps per stripe")
+    a = sub.add_parser("activations", allow_abbrev=False, help="Fig. 4: activation maps per stripe")
     a.add_argument("--checkpoint", required=True)
     a.add_argument("--images", nargs="+", help="image files (default: test images of --root)")
-    a.add_argument("--modality", default="ir", choices=("rgb", "ir"), help="branch for --images (default ir)")
+    a.add_argument("--modality", default="ir", choices=MODALITIES, help="branch for --images (default ir)")
     a.add_argument("--count", type=int, default=4, help="people drawn from --root (IR + colour each)")
-    c = sub.add_parser("correlation", help="Fig. 3: per-layer IR-colour correlation of same-id features")
+    c = sub.add_parser("correlation", allow_abbrev=False, help="Fig. 3: per-layer IR-colour correlation of same-id features")
     c.add_argument("--checkpoint", nargs="+", required=True)
     c.add_argument("--labels", nargs="+", help="one legend label per checkpoint")
     c.add_argument("--pairs", type=int, default=64, help="same-identity IR/colour pairs")
-    s = sub.add_parser("stripes", help="Fig. 5: rank-1 against the number of stripes")
+    s = sub.add_parser("stripes", allow_abbrev=False, help="Fig. 5: rank-1 against the number of stripes")
     s.add_argument("results", nargs="+", help="result JSON files of python -m train.evaluate")
     for q in (a, c):
         q.add_argument("--root", help="SYSU-layout dataset (default: the demo's synthetic dataset)")
