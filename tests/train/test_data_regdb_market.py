@@ -93,8 +93,8 @@ def test_market_malformed(market_root: Path) -> None:
     (market_root / "bounding_box_train" / "img.jpg").rename(market_root / "bounding_box_train" / "0002_c7s1_000451_03.jpg")
     with pytest.raises(DataLayoutError, match=r"camera c7 outside"):
         read_market(market_root, "train")
-    with pytest.raises(ValueError, match="valid: red, gray"):
-        read_market(market_root, pseudo_ir="thermal")
+    with pytest.raises(ValueError, match="valid: red, gray, thermal"):
+        read_market(market_root, pseudo_ir="infrared")
     with pytest.raises(ValueError, match="ir_cams must be Market-1501 cameras"):
         read_market(market_root, ir_cams=(0, 4))
 

@@ -197,7 +197,7 @@ def test_fit_market_cpu_ends_with_the_real_photo_tests(tmp_path: Path, capsys: p
 def test_two_renderings_give_each_pseudo_ir_image_twice(tmp_path: Path) -> None:
     root = make_market_dev(tmp_path / "dev")
     base = {"data.root": str(root)}
-    one = prepare_data(apply_overrides(get_preset("market-cpu"), base).validate().data)
+    one = prepare_data(apply_overrides(get_preset("market-cpu"), base | {"data.pseudo_ir": "red"}).validate().data)
     two = prepare_data(apply_overrides(get_preset("market-cpu"), base | {"data.pseudo_ir": "red+thermal"}).validate().data)
     ir_one = [r for r in one.train if r.modality == IR]
     assert len(two.train) == len(one.train) + len(ir_one)
