@@ -247,7 +247,7 @@ def _run_store(args: argparse.Namespace) -> int:
     """`match --store URI`: search the store's gallery (docs/fleet.md)."""
     from ..errors import UserError
     from ..store.uri import open_store
-    from ._common import Encoders, gallery_modality, model_path, say
+    from ._common import Encoders, gallery_modality, model_path, run_facts, say
     from ._store import show_store, store_filters, store_results
 
     if args.rerank:
@@ -289,8 +289,7 @@ def _run_store(args: argparse.Namespace) -> int:
     show_store(args, ranked, say)
     enc = encoders.get(g_mod)
     if args.json:
-        out = {"model": str(encoders.model), "backend": enc.backend, "precision": enc.spec.precision,
-               "store": args.store,
+        out = {"model": str(encoders.model), **run_facts(enc), "store": args.store,
                "collection": info.get("collection"), "gallery": args.gallery, "gallery_modality": g_mod,
                "rerank": False, "top_k": args.top_k, "threshold": args.threshold,
                "filters": {"camera": args.camera, "device": args.device, "since": filters.since,
