@@ -8,8 +8,9 @@ consumers differ (shared/DESIGN.md, measured facts; figures in docs/export.md):
   Recommendations", explicit quantization; NVIDIA's pytorch-quantization ResNet example
   ``residual_quantizer``): Q/DQ on the activation input and the weights of every Conv/Gemm, and on the
   residual (identity) input of each skip-connection Add whose other input is a quantised Conv's output;
-  never on the output of a weighted layer otherwise, so TensorRT fuses Conv+Add+ReLU with int8 in and
-  out. Symmetric int8 activations (zero point 0, the only form TensorRT accepts), float biases
+  never on the output of a weighted layer, so TensorRT fuses Conv+Add+ReLU with int8 in and out. A
+  downsample block's identity is its downsample conv's output, so it stays float (NVIDIA's example
+  quantises it; the guide's "outputs of weighted layers" rule, which issue 16 made the bar, does not). Symmetric int8 activations (zero point 0, the only form TensorRT accepts), float biases
   (TensorRT quantises them itself). No Cast between a DequantizeLinear and its layer:
     * opset <= 18 (default 17, what TensorRT 8.5/8.6 parse): scales float32 (the only scale type
       before opset 19, and TensorRT 8.6's Dequantize operator takes float32 scales only), the graph
@@ -94,7 +95,8 @@ def residual_inputs(model: onnx.ModelProto, quantized: set[str]) -> list[tuple[s
 
     A residual Add has two activation inputs; the main branch is the deeper one (it went through the
     block's convolutions) and is fused into its Conv by TensorRT when that Conv (in ``quantized``) is
-    int8. The other, shallower input is the identity: the block input, or the downsample conv's output.
+    int8. The other, shallower input is the identity: the block input (quantised), or the downsample
+    conv's output (left float: never a Q on a weighted layer's output).
     """
     g = model.graph
     inits = {i.name for i in g.initializer} | {n.output[0] for n in g.node if n.op_type == "Constant"}
@@ -106,6 +108,13 @@ def residual_inputs(model: onnx.ModelProto, quantized: set[str]) -> list[tuple[s
             continue
         main = max((0, 1), key=lambda k: depth.get(n.input[k], 0))
         src = producer.get(n.input[main])
+        identity = producer.get(n.input[1 - main])
+        if identity is not None and identity.op_type in WEIGHTED_OPS:
+            # A downsample block: its identity is the downsample conv's output. NVIDIA's ResNet example
+            # quantises it; the placement rule ("do not quantize the outputs of weighted layers",
+            # issue 16's bar) does not, and TensorRT then fuses the main conv + Add with a float
+            # residual and picks that conv's output format itself.
+            continue
         if src is not None and src.op_type in WEIGHTED_OPS and src.name in quantized:
             out.append((n.name, 1 - main))
     return out
@@ -294,8 +303,8 @@ def placement_problems(model: onnx.ModelProto, target: str) -> list[str]:
 
     Both: every Conv reads its activation and its weight through a DequantizeLinear (nothing, not
     even a Cast, in between: TensorRT and ONNX Runtime fuse DQ -> Conv only when adjacent).
-    ``trt``: no QuantizeLinear on a Conv/Gemm output unless that pair feeds only residual Add inputs
-    (the identity branch of a downsample block, NVIDIA's ``residual_quantizer``); ``cpu``: every Conv
+    ``trt``: no QuantizeLinear on a Conv/Gemm output, not even a downsample block's identity branch
+    (issue 16's bar; NVIDIA's ``residual_quantizer`` would quantise that one); ``cpu``: every Conv
     but the head's feeds QuantizeLinear nodes only (ONNX Runtime's QLinearConv needs the output Q).
     """
     g = model.graph
@@ -317,14 +326,8 @@ def placement_problems(model: onnx.ModelProto, target: str) -> list[str]:
     if target == "trt":
         for q in (n for n in g.node if n.op_type == "QuantizeLinear"):
             src = producer.get(q.input[0])
-            if src is None or src.op_type not in WEIGHTED_OPS:
-                continue
-            dqs = consumers.get(q.output[0], [])
-            readers = [(c, dq.output[0]) for dq in dqs for c in consumers.get(dq.output[0], [])]
-            # allowed: the identity input of an Add whose other input is a Conv's (unquantised) output
-            if not readers or not all(c.op_type == "Add" and any(producer.get(i) is not None and producer[i].op_type
-                                                                   in WEIGHTED_OPS for i in c.input if i != x)
-                                      for c, x in readers):
-                problems.append(f"QuantizeLinear on the output of {src.op_type} {src.name} (read by "
-                                f"{[c.op_type for c, _ in readers]}; only a residual Add input may be)")
+            if src is not None and src.op_type in WEIGHTED_OPS:
+                readers = [c.op_type for dq in consumers.get(q.output[0], []) for c in consumers.get(dq.output[0], [])]
+                problems.append(f"QuantizeLinear on the output of {src.op_type} {src.name} (read by {readers}): "
+                                f"TensorRT's placement quantises weighted layers' inputs, never their outputs")
     return problems

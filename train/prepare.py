@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .config import DataConfig, default_cache_dir
 from .data.market import dev_split, has_test_split, read_market
-from .data.records import Record
+from .data.records import IR, Record
 from .data.regdb import read_regdb
 from .data.synthetic_render import DEFAULT_STYLE
 from .data.sysu import read_sysu
@@ -115,6 +115,9 @@ def _read_market_train(root: str | Path, cfg: DataConfig) -> list[Record]:
     """Training records; with several renderings every pseudo-IR image appears once per rendering."""
     first, *others = renderings(cfg)
     recs = read_market(root, "train", ir_cams=tuple(cfg.market_ir_cams), pseudo_ir=first)
+    if cfg.market_both:  # every image as colour and as each rendering: same-instant cross-modal positives
+        both = read_market(root, "train", ir_cams=(), pseudo_ir=first)
+        return both + [Record(r.path, r.pid, r.camid, IR, kind) for kind in (first, *others) for r in both]
     return recs + [Record(r.path, r.pid, r.camid, r.modality, kind) for kind in others for r in recs if r.pseudo_ir]
 
 
@@ -126,8 +129,10 @@ def _market(root: Path, cfg: DataConfig) -> PreparedData:
     if not cfg.val_split:
         train_ids |= val_ids
         return PreparedData(str(root), [r for r in recs if r.pid in train_ids])
-    first = renderings(cfg)[0]  # validation probes in the first rendering only
-    val = [r for r in recs if r.pid in val_ids and r.pseudo_ir in (None, first)]
+    first = renderings(cfg)[0]  # validation probes in the first rendering only, on the paper's camera split
+    split = recs if not cfg.market_both else read_market(root, "train", ir_cams=tuple(cfg.market_ir_cams),
+                                                             pseudo_ir=first)
+    val = [r for r in split if r.pid in val_ids and r.pseudo_ir in (None, first)]
     return PreparedData(
         str(root), [r for r in recs if r.pid in train_ids],
         val_queries=[r for r in val if r.modality == 1],

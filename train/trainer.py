@@ -161,7 +161,8 @@ class Trainer:
     def loader(self, epoch: int) -> DataLoader:
         d = self.cfg.data
         ds = ReIDDataset(self.data.train, build_train_transform(d.height, d.width, flip=d.flip, erasing=d.erasing,
-                                                                channel_aug=d.channel_aug))
+                                                                channel_aug=d.channel_aug, pad=d.pad,
+                                                                night=d.night))
         assert ds.pid2label == self.pid2label  # the same sorted relabelling the classifiers were sized for
         sampler = CrossModalPKSampler(self.data.train, p=d.p, k=d.k, seed=self.cfg.seed,
                                       rank=self.dist.rank, world_size=self.dist.world_size)

@@ -205,3 +205,54 @@ def test_two_renderings_give_each_pseudo_ir_image_twice(tmp_path: Path) -> None:
     assert {r.pseudo_ir for r in two.val_queries} == {"red"} and len(two.val_queries) == len(one.val_queries)
     with pytest.raises(ConfigError, match="pseudo_ir='infrared' is invalid"):
         apply_overrides(get_preset("market-cpu"), base | {"data.pseudo_ir": "red+infrared"}).validate()
+
+
+def test_market_both_gives_every_training_image_in_both_modalities(tmp_path: Path) -> None:
+    root = make_market_dev(tmp_path / "dev")
+    base = {"data.root": str(root), "data.pseudo_ir": "red+thermal"}
+    split = prepare_data(apply_overrides(get_preset("market-cpu"), base | {"data.market_both": "false"}).validate().data)
+    both = prepare_data(apply_overrides(get_preset("market-cpu"), base | {"data.market_both": "true"}).validate().data)
+    paths = {r.path for r in split.train}
+    assert {r.path for r in both.train} == paths
+    for path in paths:  # a colour record and one record per rendering, whatever the camera
+        assert sorted((r.modality, r.pseudo_ir or "") for r in both.train if r.path == path) == \
+            [(RGB, ""), (IR, "red"), (IR, "thermal")]
+    # validation keeps the paper's camera split and the first rendering
+    assert [(r.path, r.modality, r.pseudo_ir) for r in both.val_queries] == \
+        [(r.path, r.modality, r.pseudo_ir) for r in split.val_queries]
+    assert [r.path for r in both.val_gallery] == [r.path for r in split.val_gallery]
+    assert all(r.camid >= 4 and r.pseudo_ir == "red" for r in both.val_queries)
+
+
+def test_night_shot_darkens_colour_images_only() -> None:
+    import torch
+
+    from train.data.transforms import build_train_transform, night_shot
+
+    rng = np.random.default_rng(0)
+    colour = Image.fromarray(rng.integers(60, 250, (64, 32, 3)).astype(np.uint8))
+    grey = apply_pseudo_ir(colour, "red")
+    torch.manual_seed(0)
+    x = torch.from_numpy(np.asarray(colour, np.float32)).permute(2, 0, 1)
+    dark = night_shot(x)
+    assert dark.shape == x.shape and 0 <= float(dark.min()) and float(dark.max()) <= 255
+    assert float(dark.mean()) < 0.65 * float(x.mean())  # exposure at most 60 %
+    always = build_train_transform(64, 32, flip=0.0, erasing=0.0, night=1.0)
+    never = build_train_transform(64, 32, flip=0.0, erasing=0.0, night=0.0)
+    assert float(always(colour).mean()) < 0.65 * float(never(colour).mean())
+    assert torch.equal(always(grey), never(grey))  # a pseudo-IR image is left alone
+    with pytest.raises(ValueError, match="night must be a probability"):
+        build_train_transform(64, 32, night=1.5)
+
+
+def test_pad_crop_keeps_the_size_and_shifts_the_content() -> None:
+    import torch
+
+    from train.data.transforms import build_train_transform
+
+    im = Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 32, 3)).astype(np.uint8))
+    t = build_train_transform(64, 32, flip=0.0, erasing=0.0, pad=4)
+    torch.manual_seed(3)
+    outs = [t(im) for _ in range(8)]
+    assert all(o.shape == (3, 64, 32) for o in outs)
+    assert any(not torch.equal(outs[0], o) for o in outs[1:])  # a random crop each call

@@ -22,7 +22,7 @@ from runtime.preprocess import preprocess_image, to_rgb
 
 from .records import PSEUDO_IR_KINDS
 
-__all__ = ["apply_pseudo_ir", "build_eval_transform", "build_train_transform"]
+__all__ = ["apply_pseudo_ir", "build_eval_transform", "build_train_transform", "night_shot"]
 
 Transform = Callable[[Image.Image], torch.Tensor]
 # ITU-R 601 luma, PIL's convert("L") weights.
@@ -89,6 +89,19 @@ def _random_erase(x: torch.Tensor, area: tuple[float, float] = (0.02, 0.4), rati
     return x
 
 
+def night_shot(x: torch.Tensor) -> torch.Tensor:
+    """A colour crop (3, H, W, 0-255) as a night-time street camera sees it: exposure cut to 15-60 %,
+    a gamma above 1 (shadows crushed), a colour cast of sodium or LED street light, and sensor noise
+    that grows as the light falls. llvip-dev's visible crops look like this; Market-1501's daytime
+    photographs do not, and a model trained on them alone meets night-time galleries out of range."""
+    gain = float(torch.empty(1).uniform_(0.15, 0.6))
+    gamma = float(torch.empty(1).uniform_(1.0, 1.5))
+    cast = torch.empty(3, 1, 1).uniform_(0.8, 1.2)
+    y = 255.0 * (x / 255.0).clamp(0, 1) ** gamma * gain * cast
+    y = y + torch.randn_like(y) * float(torch.empty(1).uniform_(1.0, 6.0))
+    return y.clamp(0, 255).round()
+
+
 def _pad_crop(x: torch.Tensor, pad: int) -> torch.Tensor:
     _, h, w = x.shape
     padded = torch.nn.functional.pad(x.unsqueeze(0), (pad, pad, pad, pad)).squeeze(0)  # zero border
@@ -97,11 +110,15 @@ def _pad_crop(x: torch.Tensor, pad: int) -> torch.Tensor:
 
 
 def build_train_transform(
-    height: int, width: int, flip: float = 0.5, erasing: float = 0.2, channel_aug: float = 0.0, pad: int = 0
+    height: int, width: int, flip: float = 0.5, erasing: float = 0.2, channel_aug: float = 0.0, pad: int = 0,
+    night: float = 0.0,
 ) -> Transform:
-    """Resize (as the runtime does) -> [pad + random crop] -> [channel aug] -> [flip] -> [erasing]."""
+    """Resize (as the runtime does) -> [pad + random crop] -> [night shot] -> [channel aug] -> [flip] ->
+    [erasing]. The night shot applies to colour images only (channels that differ; a pseudo-IR image
+    replicates one channel)."""
     _check_size(height, width)
     flip, erasing, channel_aug = _prob("flip", flip), _prob("erasing", erasing), _prob("channel_aug", channel_aug)
+    night = _prob("night", night)
     if pad < 0:
         raise ValueError(f"pad must be >= 0, got {pad}")
 
@@ -109,6 +126,8 @@ def build_train_transform(
         x = torch.from_numpy(np.ascontiguousarray(preprocess_image(im, height, width)))  # (3, H, W) 0-255
         if pad:
             x = _pad_crop(x, pad)
+        if night and float(torch.rand(1)) < night and not (torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])):
+            x = night_shot(x)
         if channel_aug and float(torch.rand(1)) < channel_aug:
             x = _channel_aug(x)
         if flip and float(torch.rand(1)) < flip:
