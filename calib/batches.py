@@ -8,7 +8,7 @@ need two passes read the images twice; decoded batches are cached in memory up t
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +18,10 @@ from runtime.spec import ModelSpec
 
 from .images import CalibImage
 
-__all__ = ["MIN_RECOMMENDED_IMAGES", "CalibBatches", "TooFewImagesWarning"]
+__all__ = ["MIN_RECOMMENDED_IMAGES", "CalibBatches", "Loader", "TooFewImagesWarning"]
+
+#: images, spec -> (batch (B, 3, H, W) raw 0-255, paths loaded, [(path, reason)] skipped)
+Loader = Callable[[Sequence[CalibImage], ModelSpec], tuple[np.ndarray, list[str], list[tuple[str, str]]]]
 
 #: Below this many usable images the ranges are noisy (TensorRT's guide suggests ~500 for ImageNet).
 MIN_RECOMMENDED_IMAGES = 100
@@ -36,6 +39,9 @@ class CalibBatches:
     spec: ModelSpec
     batch_size: int = 16
     cache_bytes: int = 1 << 30
+    # Turns images into a batch; default: the files as they are (runtime.preprocess.load_batch). The
+    # exporter passes one that applies each image's ``render`` (the calibrator knows no datasets).
+    loader: Loader | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     _cache: list[np.ndarray] | None = None
     _used: int = 0
@@ -47,8 +53,11 @@ class CalibBatches:
         keep: list[np.ndarray] = []
         size, used, skipped = 0, 0, []
         for start in range(0, len(self.images), self.batch_size):
-            paths = [im.path for im in self.images[start:start + self.batch_size]]
-            batch, good, errors = load_batch(paths, self.spec)  # (B, 3, H, W) raw 0-255
+            chunk = self.images[start:start + self.batch_size]
+            if self.loader is not None:
+                batch, good, errors = self.loader(chunk, self.spec)
+            else:
+                batch, good, errors = load_batch([im.path for im in chunk], self.spec)  # (B, 3, H, W) raw 0-255
             skipped += errors
             used += len(good)
             if len(good):

@@ -37,6 +37,7 @@ class CalibImage:
     path: str
     modality: str  # "rgb" | "ir"
     identity: str
+    render: str | None = None  # the pseudo-IR rendering the run trained this image with (red, thermal, ...)
 
 
 def label_image(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> CalibImage:

@@ -5,13 +5,20 @@
 - calibration images: ``--calib`` folders, else the run's training images (test identities of a
   SYSU-layout root excluded), stratified over modality and identity;
 - held-out images: from the same pool, never used for calibration, for the int8 bars;
-- the SYSU test split (IR queries -> colour gallery) when the root has ``exp/test_id.txt``.
+- the SYSU test split (IR queries -> colour gallery) when the root has ``exp/test_id.txt``;
+- a Market-1501 run (real photographs, issue 15): its training ids' images as the run saw them, the
+  pseudo-IR cameras in the run's renderings (an IR encoder calibrated on colour photographs gets the
+  wrong ranges), and real-photo ranking splits: the held-out dev ids (red pseudo-IR probes of cameras
+  4-6 -> colour gallery of cameras 1-3, trial 0) and, when the run names ``data.llvip_root``, LLVIP's
+  held-out frames (thermal crop -> its visible twin).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +40,8 @@ class ExportData:
     held_out: list[CalibImage]
     test_root: Path | None
     notes: list[str] = field(default_factory=list)
+    # (title, queries, gallery): real-photo ranking splits of train.data Records (pseudo_ir applied on load)
+    real_splits: list[tuple[str, list[Any], list[Any]]] = field(default_factory=list)
 
 
 def _test_ids(root: Path) -> set[str]:
@@ -43,11 +52,52 @@ def _test_ids(root: Path) -> set[str]:
     return {f"{int(t):04d}" for t in first.split(",") if t.strip()}
 
 
-def gather(train_root: str | None, calib_dirs: list[str], calib_images: int, seed: int = 0) -> ExportData:
+def _market_pool(root: Path, data_config: dict[str, Any]) -> list[CalibImage]:
+    """The run's Market-1501 training images as it saw them: held-out (validation and test) ids left out,
+    each pseudo-IR image once per rendering the run trained with."""
+    from train.data.market import dev_split, has_test_split, read_market
+
+    kinds = [k.strip() for k in str(data_config.get("pseudo_ir") or "red").split("+")]
+    cams = tuple(int(c) for c in data_config.get("market_ir_cams") or (4, 5, 6))
+    recs = read_market(root, "train", ir_cams=cams, pseudo_ir=kinds[0])
+    train_ids, _, test_ids = dev_split(r.pid for r in recs)
+    if has_test_split(root):
+        train_ids |= test_ids
+    return [CalibImage(r.path, "ir" if r.pseudo_ir else "rgb", f"{r.pid:04d}", kind if r.pseudo_ir else None)
+            for r in recs if r.pid in train_ids for kind in (kinds if r.pseudo_ir else [None])]
+
+
+def _real_splits(root: Path, data_config: dict[str, Any]) -> list[tuple[str, list[Any], list[Any]]]:
+    from train.evaluate.protocols import iter_trials
+
+    cams = tuple(int(c) for c in data_config.get("market_ir_cams") or (4, 5, 6))
+    out = []
+    trial = next(iter(iter_trials("market", root, trials=1, market_ir_cams=cams, pseudo_ir="red")))
+    out.append((f"{root} held-out ids (train.evaluate --data market): red pseudo-IR probes of cameras "
+                f"{','.join(map(str, cams))} -> single-shot colour gallery, trial 0", trial.queries, trial.gallery))
+    llvip = data_config.get("llvip_root")
+    if llvip and Path(llvip).is_dir():
+        t = next(iter(iter_trials("llvip-pairs", llvip)))
+        queries = [r for r in t.queries if r.modality == 1]
+        gallery = [r for r in t.gallery if r.modality == 0]
+        out.append((f"{llvip} held-out frames (train.evaluate --data llvip-pairs, same scene): real thermal crop "
+                    f"-> its visible twin", queries, gallery))
+    return out
+
+
+def gather(train_root: str | None, calib_dirs: list[str], calib_images: int, seed: int = 0,
+           data_config: dict[str, Any] | None = None) -> ExportData:
     notes: list[str] = []
     root = Path(train_root) if train_root else None
     pool: list[CalibImage] = []
-    if root is not None and root.is_dir():
+    real: list[tuple[str, list[Any], list[Any]]] = []
+    data_config = data_config or {}
+    if root is not None and root.is_dir() and data_config.get("name") == "market":
+        pool = _market_pool(root, data_config)
+        real = _real_splits(root, data_config)
+        notes.append(f"Market-1501 run: calibration and held-out images from its training ids, pseudo-IR cameras "
+                     f"in its renderings ({data_config.get('pseudo_ir') or 'red'}); real-photo ranking splits below")
+    elif root is not None and root.is_dir():
         excluded = _test_ids(root)
         pool = [im for im in scan_folders([root]) if im.identity not in excluded]
         if excluded:
@@ -63,7 +113,7 @@ def gather(train_root: str | None, calib_dirs: list[str], calib_images: int, see
     calib = stratified_sample(calib_pool, calib_images, seed)
     held = split_held_out(pool or calib_pool, calib, HELD_OUT, seed + 1)
     test_root = root if root is not None and (root / "exp" / "test_id.txt").is_file() else None
-    return ExportData(check, calib, held, test_root, notes)
+    return ExportData(check, calib, held, test_root, notes, real)
 
 
 def for_modality(images: list[CalibImage], modality: str) -> list[CalibImage]:
@@ -72,6 +122,27 @@ def for_modality(images: list[CalibImage], modality: str) -> list[CalibImage]:
     return own or list(images)
 
 
+def load_images(images: Sequence[CalibImage], spec: ModelSpec) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+    """(batch (N, 3, H, W) raw 0-255, paths loaded, [(path, reason)] skipped), each image in the
+    pseudo-IR rendering the run trained it with (``render``), as train.data applies it."""
+    if not any(im.render for im in images):
+        return load_batch([im.path for im in images], spec)
+    from runtime.preprocess import ImageDecodeError, decode_image, preprocess_image
+    from train.data.transforms import apply_pseudo_ir
+
+    arrays, good, errors = [], [], []
+    for im in images:
+        try:
+            pil = decode_image(im.path)
+        except ImageDecodeError as e:
+            errors.append((im.path, str(e)))
+            continue
+        pil = apply_pseudo_ir(pil, im.render) if im.render else pil
+        arrays.append(preprocess_image(pil, spec.input_height, spec.input_width, spec.channel_order))
+        good.append(im.path)
+    batch = np.stack(arrays) if arrays else np.zeros((0, *spec.input_shape), np.float32)
+    return batch, good, errors
+
+
 def load(images: list[CalibImage], spec: ModelSpec) -> np.ndarray:
-    batch, _, _ = load_batch([im.path for im in images], spec)
-    return batch  # (N, 3, H, W) raw 0-255; unreadable files dropped
+    return load_images(images, spec)[0]  # (N, 3, H, W) raw 0-255; unreadable files dropped

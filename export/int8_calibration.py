@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from calib.activations import ActivationRunner
-from calib.batches import CalibBatches, TooFewImagesWarning
+from calib.batches import CalibBatches, Loader, TooFewImagesWarning
 from calib.cache import EncoderRanges, RangeCache
 from calib.images import CalibImage
 from calib.ranges import TensorRange, collect
@@ -48,12 +48,13 @@ class Int8Result:
 
 
 def calibrate(model: onnx.ModelProto, onnx_sha: str, spec: ModelSpec, images: Sequence[CalibImage], method: str,
-              cache: RangeCache, batch_size: int = 16) -> tuple[dict[str, TensorRange], dict[str, Any]]:
+              cache: RangeCache, batch_size: int = 16,
+              loader: Loader | None = None) -> tuple[dict[str, TensorRange], dict[str, Any]]:
     """Ranges of ``model``'s activations over ``images``; taken from ``cache`` when it fits this graph."""
     hit, why = cache.lookup(spec.modality, onnx_sha, method)
     if hit is not None:
         return hit.ranges, {**hit.images, "from_cache": True}
-    batches = CalibBatches(images, spec, batch_size)
+    batches = CalibBatches(images, spec, batch_size, loader=loader)
     runner = ActivationRunner(model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TooFewImagesWarning)

@@ -67,9 +67,11 @@ def _summary(report: dict, written: list[Path], out_dir: Path) -> None:
             q = e["int8"]
             print(f"  {m}: int8 cpu mean/min cos {q['cpu']['mean_cos']:.5f}/{q['cpu']['min_cos']:.5f}, trt "
                   f"{q['trt']['mean_cos']:.5f}/{q['trt']['min_cos']:.5f} (float: {q['float_layers']})")
-    for name, r in report.get("ranking", {}).items():
-        if isinstance(r, dict):
-            print(f"  ranking {name}: rank-1 {r['rank1']:.2f}%, mAP {r['mAP']:.2f}%")
+    for split in ([report["ranking"]] if "ranking" in report else []) + list(report.get("rankings_real", [])):
+        where = str(split.get("split", "")).split(" ")[0]
+        for name, r in split.items():
+            if isinstance(r, dict):
+                print(f"  ranking {name}: rank-1 {r['rank1']:.2f}%, mAP {r['mAP']:.2f}% ({where})")
     print(f"export.onnx: wrote {len(written)} model/spec files and report.md to {out_dir}")
 
 

@@ -75,9 +75,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append("")
     for m, e in report.get("encoders", {}).items():
         lines += _encoder_md(m, e)
-    if "ranking" in report:
-        r = report["ranking"]
-        lines += ["## Cross-modal ranking (IR query -> colour gallery)", "", f"{r['split']}; bar: {r['bar']}.", "",
+    for heading, r in ([("Cross-modal ranking (IR query -> colour gallery)", report["ranking"])] if "ranking" in report
+                       else []) + [("Cross-modal ranking on real photographs", r) for r in report.get("rankings_real", [])]:
+        lines += [f"## {heading}", "", f"{r['split']}; bar: {r['bar']}.", "",
                   "| graphs | rank-1 % | mAP % | drop rank-1 | drop mAP | |", "|---|---|---|---|---|---|"]
         for name in ("fp32", "int8-cpu", "int8-trt"):
             if name in r:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ class Source:
     data_name: str | None
     forbidden_shapes: list[tuple[int, ...]]  # shapes of classifier / domain-head weights (must not be exported)
     info: dict[str, Any]
+    data_config: dict[str, Any] = field(default_factory=dict)  # the run's data section (renderings, cameras)
 
 
 def _rebuild(ckpt: dict[str, Any], path: Path) -> DATNet:
@@ -87,4 +88,5 @@ def load_source(path: str | os.PathLike[str]) -> Source:
     info = {"checkpoint": str(p), "checkpoint_sha256": sha, "model": str(ckpt["model_kwargs"]["name"]),
             "epoch": ckpt.get("epoch"), "step": ckpt.get("step"), "num_classes": ckpt.get("num_classes"),
             "torch": torch.__version__}
-    return Source(p, model, specs, sha, ckpt.get("train_root") or data.get("root"), data.get("name"), forbidden, info)
+    return Source(p, model, specs, sha, ckpt.get("train_root") or data.get("root"), data.get("name"), forbidden, info,
+                  dict(data))

@@ -137,3 +137,17 @@ def test_excluded_layers_stay_float_and_lose_their_residual_quantizer(tiny_graph
     problems = placement_problems(q, "trt")  # the rule reports exactly the float convs, nothing else
     assert len(problems) == 2 * sum(n.op_type == "Conv" for n in kept)
     assert all(any(name in p for name in last) for p in problems)
+
+
+def test_report_exempts_only_the_layers_the_accuracy_search_kept_float(tiny_graphs: dict) -> None:
+    from export.pipeline import _placement_check
+
+    g, ranges = tiny_graphs[17]
+    first = [n.name for n in g.graph.node if n.op_type == "Conv"][:1]
+    for target in ("trt", "cpu"):
+        q = quantize(g, ranges, target, 3, exclude=first)
+        assert not _placement_check(q, target).passed  # a float conv breaks the rule ...
+        check = _placement_check(q, target, first)  # ... unless the search chose to keep it float
+        assert check.passed and "1 layer(s) kept float" in check.detail
+        other = [n.name for n in g.graph.node if n.op_type == "Conv"][1:2]
+        assert not _placement_check(q, target, other).passed  # exempting another layer does not hide it

@@ -12,7 +12,7 @@ from PIL import Image
 
 from train.config import ConfigError, apply_overrides, get_preset
 from train.data.llvip import HELD_OUT_FROM, read_llvip_pairs
-from train.data.market import dev_split, read_market
+from train.data.market import dev_split, parse_name, read_market
 from train.data.records import IR, RGB, DataLayoutError
 from train.data.thermal import render_thermal
 from train.data.transforms import apply_pseudo_ir
@@ -256,3 +256,55 @@ def test_pad_crop_keeps_the_size_and_shifts_the_content() -> None:
     outs = [t(im) for _ in range(8)]
     assert all(o.shape == (3, 64, 32) for o in outs)
     assert any(not torch.equal(outs[0], o) for o in outs[1:])  # a random crop each call
+
+
+def test_export_of_a_market_run_calibrates_ir_on_its_renderings(tmp_path: Path) -> None:
+    """The IR encoder of a Market-1501 run only ever saw pseudo-IR renderings: calibration and the int8
+    held-out checks must use them (colour photographs gave it ranges that needed a float first conv)."""
+    from export.data import gather, load_images
+    from runtime.preprocess import decode_image, preprocess_image
+
+    root = make_market_dev(tmp_path / "dev")
+    _, val, test = dev_split(range(1, 21))
+    data = gather(str(root), [], 64, data_config={"name": "market", "pseudo_ir": "red+thermal",
+                                                  "market_ir_cams": [4, 5, 6]})
+    ir = [im for im in data.calib if im.modality == "ir"]
+    rgb = [im for im in data.calib if im.modality == "rgb"]
+    assert len(ir) == len(rgb) == 32
+    assert {im.render for im in ir} == {"red", "thermal"} and {im.render for im in rgb} == {None}
+    assert all(parse_name(Path(im.path).name)[1] >= 4 for im in ir)  # cameras 4-6
+    assert not {int(im.identity) for im in data.calib + data.held_out} & (val | test)  # held-out ids never used
+    from tiny_onnx import make_tiny_spec
+
+    spec = make_tiny_spec("ir", height=32, width=16, dim=8)
+    batch, good, errors = load_images(ir[:2], spec)
+    want = [preprocess_image(apply_pseudo_ir(decode_image(im.path), str(im.render)), 32, 16) for im in ir[:2]]
+    assert not errors and good == [im.path for im in ir[:2]] and np.array_equal(batch, np.stack(want))
+    titles = [t for t, _, _ in data.real_splits]
+    assert len(titles) == 1 and "held-out ids" in titles[0]  # no LLVIP root in this config
+    (_, queries, gallery), = data.real_splits
+    assert {r.pid for r in queries} == test and all(r.pseudo_ir == "red" for r in queries)
+    assert {r.pid for r in gallery} == test and all(r.pseudo_ir is None and r.camid <= 3 for r in gallery)
+
+
+def test_export_report_of_a_market_run_has_real_photo_rankings(tmp_path: Path) -> None:
+    from export.onnx import main as export_main
+    from train.fit import main as fit_main
+
+    market, llvip = make_market_dev(tmp_path / "dev"), make_llvip(tmp_path / "llvip")
+    assert fit_main(["--preset", "market-cpu", "--root", str(market), "--out-dir", str(tmp_path / "runs"), "--name", "t",
+                     "--max-steps", "1", "--quiet", "--no-test", "--set", "data.height=32", "--set", "data.width=16",
+                     "--set", "data.p=4", "--set", "data.k=2", "--set", "model.embed_dim=16",
+                     "--set", f"data.llvip_root={llvip}"]) == 0
+    out = tmp_path / "export"
+    export_main(["--checkpoint", str(tmp_path / "runs" / "t" / "last.pt"), "--int8", "--calib-images", "64",
+                 "--out", str(out)])
+    report = json.loads((out / "report.json").read_text())
+    real = report["rankings_real"]
+    assert len(real) == 2 and "held-out ids" in real[0]["split"] and "thermal crop" in real[1]["split"]
+    for r in real:
+        assert set(r) >= {"fp32", "int8-cpu", "int8-trt"}
+        assert all(0 <= r[k]["rank1"] <= 100 and "rank1_drop" in r[k] for k in ("int8-cpu", "int8-trt"))
+    assert real[0]["fp32"]["queries"] == 2 * 3 * 2 and real[1]["fp32"]["queries"] == 6
+    assert "ir 32" in " ".join(report["notes"])  # IR encoder calibrated on IR (rendered) images
+    assert "Cross-modal ranking on real photographs" in (out / "report.md").read_text()
