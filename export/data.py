@@ -52,30 +52,25 @@ def _test_ids(root: Path) -> set[str]:
     return {f"{int(t):04d}" for t in first.split(",") if t.strip()}
 
 
-def _market_pool(root: Path, data_config: dict[str, Any]) -> list[CalibImage]:
-    """The run's Market-1501 training images as it saw them: held-out (validation and test) ids left out,
-    each pseudo-IR image once per rendering the run trained with."""
-    from train.data.market import dev_split, has_test_split, read_market
+def _market_pool(data_config: Any) -> list[CalibImage]:
+    """The run's Market-1501 training images as it saw them (train.prepare.prepare_data: held-out ids left
+    out, each pseudo-IR image once per rendering the run trained with)."""
+    from train.data.records import IR
+    from train.prepare import prepare_data
 
-    kinds = [k.strip() for k in str(data_config.get("pseudo_ir") or "red").split("+")]
-    cams = tuple(int(c) for c in data_config.get("market_ir_cams") or (4, 5, 6))
-    recs = read_market(root, "train", ir_cams=cams, pseudo_ir=kinds[0])
-    train_ids, _, test_ids = dev_split(r.pid for r in recs)
-    if has_test_split(root):
-        train_ids |= test_ids
-    return [CalibImage(r.path, "ir" if r.pseudo_ir else "rgb", f"{r.pid:04d}", kind if r.pseudo_ir else None)
-            for r in recs if r.pid in train_ids for kind in (kinds if r.pseudo_ir else [None])]
+    return [CalibImage(r.path, "ir" if r.modality == IR else "rgb", f"{r.pid:04d}", r.pseudo_ir)
+            for r in prepare_data(data_config).train]
 
 
-def _real_splits(root: Path, data_config: dict[str, Any]) -> list[tuple[str, list[Any], list[Any]]]:
+def _real_splits(root: Path, data_config: Any) -> list[tuple[str, list[Any], list[Any]]]:
     from train.evaluate.protocols import iter_trials
 
-    cams = tuple(int(c) for c in data_config.get("market_ir_cams") or (4, 5, 6))
+    cams = tuple(data_config.market_ir_cams)
     out = []
     trial = next(iter(iter_trials("market", root, trials=1, market_ir_cams=cams, pseudo_ir="red")))
     out.append((f"{root} held-out ids (train.evaluate --data market): red pseudo-IR probes of cameras "
                 f"{','.join(map(str, cams))} -> single-shot colour gallery, trial 0", trial.queries, trial.gallery))
-    llvip = data_config.get("llvip_root")
+    llvip = data_config.llvip_root
     if llvip and Path(llvip).is_dir():
         t = next(iter(iter_trials("llvip-pairs", llvip)))
         queries = [r for r in t.queries if r.modality == 1]
@@ -83,6 +78,15 @@ def _real_splits(root: Path, data_config: dict[str, Any]) -> list[tuple[str, lis
         out.append((f"{llvip} held-out frames (train.evaluate --data llvip-pairs, same scene): real thermal crop "
                     f"-> its visible twin", queries, gallery))
     return out
+
+
+def _run_data_config(root: Path, data_config: dict[str, Any]) -> Any:
+    """The run's data section as train's DataConfig, read from ``root`` here; extra training roots
+    (another Market copy, LLVIP pairs) are left out: the pool is the run's Market-1501 images."""
+    from train.config import config_from_dict
+
+    data = {**data_config, "root": str(root), "extra_market_root": None, "llvip_train": False}
+    return config_from_dict({"data": data}).data
 
 
 def gather(train_root: str | None, calib_dirs: list[str], calib_images: int, seed: int = 0,
@@ -93,10 +97,11 @@ def gather(train_root: str | None, calib_dirs: list[str], calib_images: int, see
     real: list[tuple[str, list[Any], list[Any]]] = []
     data_config = data_config or {}
     if root is not None and root.is_dir() and data_config.get("name") == "market":
-        pool = _market_pool(root, data_config)
-        real = _real_splits(root, data_config)
+        run_data = _run_data_config(root, data_config)
+        pool = _market_pool(run_data)
+        real = _real_splits(root, run_data)
         notes.append(f"Market-1501 run: calibration and held-out images from its training ids, pseudo-IR cameras "
-                     f"in its renderings ({data_config.get('pseudo_ir') or 'red'}); real-photo ranking splits below")
+                     f"in its renderings ({run_data.pseudo_ir}); real-photo ranking splits below")
     elif root is not None and root.is_dir():
         excluded = _test_ids(root)
         pool = [im for im in scan_folders([root]) if im.identity not in excluded]
