@@ -146,7 +146,7 @@ def _int8_stage(src: Source, cfg: ExportConfig, m: str, graph: onnx.ModelProto, 
 def _placement_check(model: onnx.ModelProto, target: str, kept_float: list[str] | None = None) -> Check:
     """The target's Q/DQ rule; layers the accuracy search kept in float (``kept_float``) are exempt, and named."""
     kept = set(kept_float or ())
-    problems = [p for p in placement_problems(model, target) if not any(f" {n}:" in p or f" {n} " in p for n in kept)]
+    problems = placement_problems(model, target, kept)
     rule = ("Conv/Gemm inputs, weights and residual inputs quantised, no Q on a weighted layer's output"
             if target == "trt" else "every Conv DQ -> Conv -> Q (ONNX Runtime's QLinearConv)")
     exempt = f" ({len(kept)} layer(s) kept float by the accuracy search exempt)" if kept else ""

@@ -298,8 +298,9 @@ def with_placement(target: str, placement: str) -> QuantRecipe:
 
 
 
-def placement_problems(model: onnx.ModelProto, target: str) -> list[str]:
-    """Where an int8 graph breaks its target's placement rule (empty when it keeps it).
+def placement_problems(model: onnx.ModelProto, target: str, kept_float: Iterable[str] = ()) -> list[str]:
+    """Where an int8 graph breaks its target's placement rule (empty when it keeps it); the layers named
+    in ``kept_float`` (left float on purpose, e.g. by the export's accuracy search) are not checked.
 
     Both: every Conv reads its activation and its weight through a DequantizeLinear (nothing, not
     even a Cast, in between: TensorRT and ONNX Runtime fuse DQ -> Conv only when adjacent).
@@ -314,7 +315,8 @@ def placement_problems(model: onnx.ModelProto, target: str) -> list[str]:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     problems = []
-    for conv in (n for n in g.node if n.op_type == "Conv"):
+    exempt = set(kept_float)
+    for conv in (n for n in g.node if n.op_type == "Conv" and n.name not in exempt):
         for k, what in ((0, "activation"), (1, "weight")):
             src = producer.get(conv.input[k])
             if src is None or src.op_type != "DequantizeLinear":
@@ -326,7 +328,7 @@ def placement_problems(model: onnx.ModelProto, target: str) -> list[str]:
     if target == "trt":
         for q in (n for n in g.node if n.op_type == "QuantizeLinear"):
             src = producer.get(q.input[0])
-            if src is not None and src.op_type in WEIGHTED_OPS:
+            if src is not None and src.op_type in WEIGHTED_OPS and src.name not in exempt:
                 readers = [c.op_type for dq in consumers.get(q.output[0], []) for c in consumers.get(dq.output[0], [])]
                 problems.append(f"QuantizeLinear on the output of {src.op_type} {src.name} (read by {readers}): "
                                 f"TensorRT's placement quantises weighted layers' inputs, never their outputs")
