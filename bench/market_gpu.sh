@@ -6,10 +6,10 @@
 # protocols: Market held-out ids (pseudo-IR -> colour, 10 single-shot trials) and LLVIP held-out frames
 # (thermal <-> visible twins, same scene). Results (logs, metrics.jsonl, eval JSON) go to $OUT.
 #
-#   MARKET_ROOT=... LLVIP_ROOT=... bash bench/market_gpu.sh            # ~12 min on one H200
+#   MARKET_ROOT=... LLVIP_ROOT=... bash bench/market_gpu.sh            # ~7 min on one H200 (one 10-min call)
 #   bash bench/market_gpu.sh --dry-run                                 # CPU smoke: 2 steps, tiny input
 # Roots default to ../shared/data/{market1501-dev,llvip-dev}, else shared/data/... in the checkout.
-# TRAIN_LIMIT (seconds, default 600) stops training; whatever checkpoint exists is then evaluated.
+# TRAIN_LIMIT (seconds, default 400) stops training; whatever checkpoint exists is then evaluated.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/market_gpu_out}"; mkdir -p "$OUT"
@@ -30,12 +30,12 @@ log() { echo "[$(date +%T)] $*" | tee -a "$OUT/market_gpu.log"; }
 cat "$OUT/env.txt"
 
 # The market-cpu recipe (Adam, red + pseudo-thermal renderings, gentle adversary) at the paper's scale:
-# dat_resnet50 at 288x144, 60 epochs of ~50-70 steps, 10 loader workers (the rendering runs on the CPU).
+# dat_resnet50 at 288x144, 60 epochs of ~60-70 steps, 10 loader workers (the rendering runs on the CPU).
 ARGS=(--preset market-cpu --root "$MARKET_ROOT" --name market-r50 --out-dir "$WORK/runs" --quiet
       --set model.name=dat_resnet50 --set data.height=288 --set data.width=144 --set model.last_stride=1
-      --set data.workers=10 --set optim.epochs=60 --set optim.milestones=45 --set loss.adv_ramp_epochs=10
+      --set data.workers=10 --set optim.epochs=60 --set optim.milestones=48 --set loss.adv_ramp_epochs=7
       --set eval_every=10)
-TRAIN_LIMIT="${TRAIN_LIMIT:-600}"; TRIALS=10; DEV=cuda
+TRAIN_LIMIT="${TRAIN_LIMIT:-400}"; TRIALS=10; DEV=cuda
 if (( DRY )); then
   ARGS=(--preset market-cpu --root "$MARKET_ROOT" --name market-r50 --out-dir "$WORK/runs" --quiet
         --set model.name=dat_resnet18 --set data.height=64 --set data.width=32 --set data.workers=0
