@@ -43,6 +43,24 @@ def test_rank_list_size_and_frame_colours(tmp_path):
         rank_list_png([], tmp_path / "x.png")
 
 
+def test_rank_list_wraps_a_long_probe_label_inside_its_column(tmp_path):
+    # "id 10036000 cam1" is wider than a 64-px column: it used to run over rank 1's score.
+    label = "id 10036000 cam1"
+    rows = [RankRow(_person((200, 40, 40)), 1, [(_person((40, 40, 200)), 2, 0.5)] * 2, label=label)]
+    out = rank_list_png(rows, tmp_path / "r.png", top_k=2, tile_hw=(128, 64), border=3)
+    size = _png(Path(out))
+    assert size[1] == 6 + (128 + 2 * 14 + 6)  # two caption lines
+    im = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    x_first = 6 + 64 + 12
+    captions = im[6 + 128 + 1:, :x_first]
+    dark = (captions.sum(axis=2) < 200)
+    assert dark[:14].any() and dark[14:].any()  # text on both lines, all left of rank 1's column
+    # a label that fits stays on one line
+    short = rank_list_png([RankRow(rows[0].probe, 1, rows[0].gallery, label="p1")], tmp_path / "s.png",
+                          top_k=2, tile_hw=(128, 64), border=3)
+    assert _png(Path(short))[1] == 6 + (128 + 14 + 6)
+
+
 def test_activation_correlation_and_stripes_sizes(tmp_path):
     rng = np.random.default_rng(0)
     out = activation_png([_person((90, 90, 90))] * 3, [rng.random((8, 4)) for _ in range(3)],

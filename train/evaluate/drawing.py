@@ -85,6 +85,18 @@ def _framed(im: Image.Image, tile_hw: tuple[int, int], colour: tuple[int, int, i
     return out
 
 
+def _wrap(text: str, width: float, length: Callable[[str], float]) -> list[str]:
+    """``text`` in lines no wider than ``width`` (by ``length``), broken at spaces; a single word wider
+    than ``width`` keeps a line to itself."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and length(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def rank_list_png(
     rows: Sequence[RankRow],
     out: str | os.PathLike[str],
@@ -100,16 +112,22 @@ def rank_list_png(
     if not rows:
         raise ValueError("rank_list_png: no rows to draw")
     th, tw = tile_hw
-    gap, text_h, probe_gap = 6, 14, 12
+    gap, line_h, probe_gap = 6, 14, 12
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    # A probe's label wraps at spaces to its own column (it would run into rank 1's score otherwise).
+    labels = [_wrap(row.label or f"id {row.probe_pid}", tw + probe_gap - 2,
+                    lambda t: measure.textlength(t, font=font)) for row in rows]
+    text_h = line_h * max(len(lines) for lines in labels)
     width = gap + tw + probe_gap + top_k * (tw + gap)
     height = gap + len(rows) * (th + text_h + gap)
     canvas = Image.new("RGB", (width, height), WHITE)
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
     for r, row in enumerate(rows):
         y = gap + r * (th + text_h + gap)
         canvas.paste(_framed(_to_image(row.probe, loader), tile_hw, GREY, border), (gap, y))
-        draw.text((gap, y + th + 1), row.label or f"id {row.probe_pid}", fill=BLACK, font=font)
+        for i, line in enumerate(labels[r]):
+            draw.text((gap, y + th + 1 + i * line_h), line, fill=BLACK, font=font)
         for k, (src, pid, score) in enumerate(row.gallery[:top_k]):
             x = gap + tw + probe_gap + k * (tw + gap)
             colour = GREEN if pid == row.probe_pid else RED
