@@ -4,6 +4,7 @@
     irreid-train evaluate --checkpoint runs/demo/best.pt
     irreid-train regdb-trials --root /data/RegDB
     irreid-train figures stripes a.json b.json --out stripes.png
+    irreid-train llvip-crops /data/LLVIP --split test --out llvip-test-crops
 
 Why it exists: ``python -m train.fit`` puts the current folder first on ``sys.path``, so in a folder
 with its own ``train.py`` (the AGW / DDAG baseline repos have one) Python imports that file as
@@ -28,6 +29,7 @@ COMMANDS = {
     "evaluate": "train.evaluate.cli",
     "regdb-trials": "train.regdb_trials",
     "figures": "train.evaluate.figures",
+    "llvip-crops": "train.llvip_crops",
 }
 
 
