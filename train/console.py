@@ -39,6 +39,7 @@ def _usage() -> str:
             "  evaluate      score a checkpoint or an export (python -m train.evaluate)\n"
             "  regdb-trials  RegDB's 10-trial protocol (python -m train.regdb_trials)\n"
             "  figures       the paper's figures (python -m train.evaluate.figures)\n"
+            "  llvip-crops   cut LLVIP's people into thermal/visible pairs (python -m train.llvip_crops)\n"
             "irreid-train COMMAND --help for its options")
 
 

@@ -145,3 +145,8 @@ def test_command_line_prints_the_summary_and_the_next_command(tmp_path: Path) ->
     r = subprocess.run([sys.executable, "-m", "train.llvip_crops", str(root), "--out", str(out), "--quiet"],
                        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and "infrared/test" in r.stderr  # the default split is test: not in this tree
+    # the irreid-train console script runs the same command (a second run: everything already there)
+    r = subprocess.run([sys.executable, "-c", "import sys; from train.console import main; sys.exit(main())",
+                        "llvip-crops", str(root), "--split", "train", "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0 and "4 (written now 0, 4 already there)" in r.stdout, r.stderr
