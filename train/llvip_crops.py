@@ -193,7 +193,7 @@ def _table(rows: Sequence[tuple[str, str]]) -> str:
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m train.llvip_crops", description=__doc__.split("\n\n")[0],
+        prog="python -m train.llvip_crops", description=__doc__.split("\n\n")[0], allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Then: python -m train.evaluate --checkpoint C --data llvip-pairs --root OUT --llvip-split all")
     p.add_argument("root", help="the LLVIP folder (Annotations/, infrared/, visible/)")
