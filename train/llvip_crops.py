@@ -39,6 +39,7 @@ from runtime.fileio import atomic_write
 from runtime.preprocess import ImageDecodeError, decode_image
 
 from .data.records import DataLayoutError, list_images, require_dir
+from .logs import summary_table
 
 __all__ = ["CropSummary", "cut_llvip_crops", "main", "person_boxes"]
 
@@ -184,13 +185,6 @@ def cut_llvip_crops(root: str | os.PathLike[str], out: str | os.PathLike[str], s
     return summary
 
 
-def _table(rows: Sequence[tuple[str, str]]) -> str:
-    w0 = max(len(a) for a, _ in rows)
-    w1 = max(len(b) for _, b in rows)
-    line = f"+-{'-' * w0}-+-{'-' * w1}-+"
-    return "\n".join([line, *(f"| {a:<{w0}} | {b:<{w1}} |" for a, b in rows), line])
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m train.llvip_crops", description=__doc__.split("\n\n")[0], allow_abbrev=False,
@@ -216,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         print(f"train.llvip_crops: error: {e}", file=sys.stderr)
         return 2
-    print(_table([
+    print(summary_table([
         ("LLVIP split", f"{args.split} ({args.root})"),
         ("thermal frames read", f"{s.frames} ({s.no_annotation} without an annotation)"),
         ("person boxes", f"{s.boxes} ({s.too_small} under --min-height {args.min_height} or outside the frame)"),
