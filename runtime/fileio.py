@@ -20,15 +20,17 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "DISK_FULL_ERRNOS",
     "NotRegularFileError",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
+    "explain_full_disk",
     "file_sha256",
     "open_regular",
     "read_json",
@@ -83,6 +85,22 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+#: A write that failed for want of room: a full disk, a quota, a file-size limit (RLIMIT_FSIZE).
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@contextlib.contextmanager
+def explain_full_disk(path: str | os.PathLike[str], what: str, then: str) -> Iterator[None]:
+    """Re-raise a write in the block that ran out of room as one line that names ``path``, says
+    ``what`` failed and why, and what to do (``then``); any other error passes unchanged."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in DISK_FULL_ERRNOS:
+            raise OSError(e.errno, f"{path}: {what} ({os.strerror(e.errno)}); {then}") from None
+        raise
 
 
 def temp_name(path: Path) -> Path:

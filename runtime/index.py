@@ -43,7 +43,6 @@ The C++ runtime (runtime/cpp) reads the same format (it ignores ``header_sha256`
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -57,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from .fileio import NotRegularFileError, atomic_write, open_regular, remove_stale_temps
+from .fileio import NotRegularFileError, atomic_write, explain_full_disk, open_regular, remove_stale_temps
 from .gallery import INDEX_DIRNAME
 from .spec import ModelSpec, SpecError
 
@@ -368,13 +367,8 @@ def write_index(path: str | os.PathLike[str], spec: ModelSpec, entries: list[Ind
     pad = b"\0" * (offset - _PREFIX.size - len(raw))
     rows = max(1, (8 << 20) // max(1, data.shape[1] * 2))  # ~8 MB per write
     chunks = (data[s:s + rows].tobytes() for s in range(0, data.shape[0], rows))
-    try:
+    with explain_full_disk(p, "cannot write the index", "free some space and run again (the previous index is intact)"):
         atomic_write(p, iter([_PREFIX.pack(MAGIC, len(raw)), raw, pad, *chunks]))
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise OSError(e.errno, f"{p}: cannot write the index ({os.strerror(e.errno)}); free some "
-                          "space and run again (the previous index is intact)") from None
-        raise
     _write_marker(p, os.stat(p), json.loads(raw))  # under index_lock no other writer replaced it since
     return p
 

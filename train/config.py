@@ -85,7 +85,7 @@ class DataConfig:
     market_ir_cams: tuple[int, ...] = _f((4, 5, 6), "Market-1501: cameras read as pseudo-IR")
     market_both: bool = _f(False, "Market-1501 training: every image in both modalities (colour and pseudo-IR), "
                            "so a colour crop and its own rendering are cross-modal positives")
-    pseudo_ir: str = _f("red", "Market-1501: pseudo-IR rendering: red, gray, thermal, or several joined by + "
+    pseudo_ir: str = _f("red", "Market-1501: pseudo-IR rendering: red, gray, thermal, randmap, or several joined by + "
                         "(each IR image once per rendering)")
     extra_market_root: str | None = _f(None, "Market-1501 folder whose ids are added to training (the paper adds them)")
     llvip_root: str | None = _f(None, "LLVIP thermal/visible crops (ir/, vis/): tested on its held-out frames at the end")
@@ -167,7 +167,7 @@ class TrainConfig:
         if self.loss.adv_ramp_epochs < 0:
             raise ConfigError(f"loss.adv_ramp_epochs must be >= 0, got {self.loss.adv_ramp_epochs}")
         for kind in self.data.pseudo_ir.split("+"):  # "red+thermal": each pseudo-IR image in both renderings
-            _check_choice("data.pseudo_ir", kind, ("red", "gray", "thermal"))
+            _check_choice("data.pseudo_ir", kind, ("red", "gray", "thermal", "randmap"))
         _check_choice("device", self.device, ("auto", "cpu", "cuda"), prefix_ok=("cuda:",))
         if not 1 <= self.model.stripes <= 9:
             raise ConfigError(f"model.stripes={self.model.stripes} is invalid; valid values: 1..9")

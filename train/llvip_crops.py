@@ -23,7 +23,6 @@ Annotation files are parsed with ElementTree, which never fetches external entit
 from __future__ import annotations
 
 import argparse
-import errno
 import io
 import os
 import re
@@ -35,7 +34,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from runtime.fileio import atomic_write
+from runtime.fileio import atomic_write, explain_full_disk
 from runtime.preprocess import ImageDecodeError, decode_image
 
 from .data.records import DataLayoutError, list_images, require_dir
@@ -93,13 +92,9 @@ def _jpeg(im: Image.Image) -> bytes:
 
 
 def _write(path: Path, im: Image.Image) -> None:
-    try:
+    with explain_full_disk(path, "cannot write the crop", "free some space and re-run the same command "
+                           "(the crops already written are kept and skipped)"):
         atomic_write(path, _jpeg(im))
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise OSError(e.errno, f"{path}: no space left on the device; free some and re-run the same command "
-                                   f"(the crops already written are kept and skipped)") from None
-        raise
 
 
 def _frames(folder: Path, limit: int | None) -> list[str]:

@@ -150,3 +150,29 @@ def test_command_line_prints_the_summary_and_the_next_command(tmp_path: Path) ->
                         "llvip-crops", str(root), "--split", "train", "--out", str(out), "--quiet"],
                        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert r.returncode == 0 and "4 (written now 0, 4 already there)" in r.stdout, r.stderr
+
+
+_FULL_DISK = """
+import resource, signal, sys
+from train.llvip_crops import main
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so write() fails with EFBIG instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (1500, 1500))  # the kernel refuses writes past 1.5 KB
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_full_disk_is_one_line_and_a_rerun_finishes_the_job(tmp_path: Path) -> None:
+    """A real kernel write failure (RLIMIT_FSIZE -> EFBIG in a subprocess), not a mock."""
+    root = make_llvip_full(tmp_path / "LLVIP")
+    out = tmp_path / "crops"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [str(root), "--out", str(out), "--quiet"]
+    r = subprocess.run([sys.executable, "-c", _FULL_DISK, *argv], capture_output=True, text=True, env=env,
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    err = r.stderr.strip()
+    assert err.count("\n") == 0 and "cannot write the crop (File too large)" in err and "re-run the same" in err
+    assert str(out) in err  # names the file it could not write
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]  # no temp file left behind
+    s = cut_llvip_crops(root, out)  # the same command with room: everything is there afterwards
+    assert s.written + s.already == 4 and len(read_llvip_pairs(out, "all")) == 8

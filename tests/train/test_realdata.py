@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from train.config import ConfigError, apply_overrides, get_preset
@@ -135,6 +136,49 @@ def test_thermal_rendering_makes_the_body_bright_and_the_background_dark(tmp_pat
     body, side = out[30:100, 24:40, 0].mean(), out[:, :6, 0].mean()
     assert body > side + 80, (body, side)
     assert np.array_equal(np.asarray(apply_pseudo_ir(im, "thermal")), out.astype(np.uint8))  # deterministic
+
+
+def test_randmap_keeps_region_borders_and_draws_the_intensities_at_random() -> None:
+    # two flat colour regions, split down the middle: every rendering keeps the border where it is and
+    # each region (nearly) flat, while which side is brighter changes from draw to draw
+    a = np.zeros((128, 64, 3), np.uint8)
+    a[:, :32] = (200, 30, 40)
+    a[:, 32:] = (20, 90, 210)
+    im = Image.fromarray(a)
+    brighter_left = []
+    for seed in range(40):
+        out = np.asarray(apply_pseudo_ir(im, "randmap", seed), np.float32)
+        assert out.shape == (128, 64, 3) and (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+        left, right = out[:, 4:26, 0], out[:, 38:60, 0]
+        assert left.std() < 12 and right.std() < 12, seed  # flat regions stay flat (noise, no texture)
+        if abs(left.mean() - right.mean()) > 20:
+            brighter_left.append(bool(left.mean() > right.mean()))
+    assert 10 < len(brighter_left) and 0 < sum(brighter_left) < len(brighter_left)  # both polarities occur
+    # the same seed renders alike, another seed differently; without a seed, the pixels choose it
+    same = [np.asarray(apply_pseudo_ir(im, "randmap", 7)) for _ in range(2)]
+    assert np.array_equal(*same) and not np.array_equal(same[0], np.asarray(apply_pseudo_ir(im, "randmap", 8)))
+    assert np.array_equal(np.asarray(apply_pseudo_ir(im, "randmap")), np.asarray(apply_pseudo_ir(im, "randmap")))
+    other = Image.fromarray(a[:, ::-1].copy())
+    assert not np.array_equal(np.asarray(apply_pseudo_ir(other, "randmap"))[:, ::-1],
+                              np.asarray(apply_pseudo_ir(im, "randmap")))
+
+
+def test_randmap_in_training_draws_a_new_map_at_each_visit(tmp_path: Path) -> None:
+    from train.data.dataset import ReIDDataset
+    from train.data.records import Record
+    from train.data.transforms import build_eval_transform
+
+    _person(tmp_path / "p.jpg", 3, 0, size=(64, 128))
+    ds = ReIDDataset([Record(str(tmp_path / "p.jpg"), 3, 4, IR, "randmap")], build_eval_transform(32, 16))
+    torch.manual_seed(0)
+    first = [ds[0][0] for _ in range(3)]
+    assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
+    torch.manual_seed(0)
+    assert all(torch.equal(x, ds[0][0]) for x in first)  # reproducible from torch's seed
+    cfg = apply_overrides(get_preset("market-cpu"), {"data.pseudo_ir": "red+randmap"})
+    assert cfg.data.pseudo_ir == "red+randmap"
+    with pytest.raises(ConfigError, match="randmap"):
+        apply_overrides(get_preset("market-cpu"), {"data.pseudo_ir": "red+random"}).validate(require_root=False)
 
 
 def test_onnx_llvip_and_market_protocols_end_to_end(tmp_path: Path) -> None:

@@ -25,12 +25,13 @@ def _thermal(path: str) -> Image.Image:
     return apply_pseudo_ir(decode_image(path), "thermal")
 
 
-def load_image(record: Record) -> Image.Image:
-    """Decode ``record.path`` (EXIF-aware, refusing broken files) and apply its pseudo-IR conversion."""
+def load_image(record: Record, seed: int | None = None) -> Image.Image:
+    """Decode ``record.path`` (EXIF-aware, refusing broken files) and apply its pseudo-IR conversion
+    (``seed`` draws a random rendering, "randmap"; None renders each image always alike)."""
     if record.pseudo_ir == "thermal":
         return _thermal(record.path)
     im = decode_image(record.path)
-    return apply_pseudo_ir(im, record.pseudo_ir) if record.pseudo_ir else im
+    return apply_pseudo_ir(im, record.pseudo_ir, seed) if record.pseudo_ir else im
 
 
 class ReIDDataset(Dataset):
@@ -53,7 +54,9 @@ class ReIDDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, int]:
         r = self.records[i]
         try:
-            x = self.transform(load_image(r))
+            # a random rendering draws a new map at every visit, from torch's generator (seeded per worker)
+            seed = int(torch.randint(2**62, (1,))) if r.pseudo_ir == "randmap" else None
+            x = self.transform(load_image(r, seed))
         except ImageDecodeError:
             raise  # already one line naming the file
         except Exception as e:  # any other failure still names the file, in one line

@@ -28,7 +28,7 @@ __all__ = [
 RGB = 0
 IR = 1
 #: How a colour photograph is turned into a stand-in infrared image (paper §4.2 uses "red").
-PSEUDO_IR_KINDS = ("red", "gray", "thermal")
+PSEUDO_IR_KINDS = ("red", "gray", "thermal", "randmap")
 
 
 class DataLayoutError(ValueError):

@@ -29,10 +29,11 @@ Transform = Callable[[Image.Image], torch.Tensor]
 _GRAY = (0.299, 0.587, 0.114)
 
 
-def apply_pseudo_ir(im: Image.Image, kind: str) -> Image.Image:
+def apply_pseudo_ir(im: Image.Image, kind: str, seed: int | None = None) -> Image.Image:
     """Colour photograph -> 3-channel stand-in infrared: "red" replicates the red channel (paper §4.2),
     "gray" replicates the luma, "thermal" renders a bright body on a dark background
-    (train.data.thermal, issue 15)."""
+    (train.data.thermal, issue 15), "randmap" maps colours to grey through a random smooth function
+    (train.data.randmap; drawn from ``seed``, or from the image's pixels when ``seed`` is None)."""
     if kind not in PSEUDO_IR_KINDS:
         raise ValueError(f"unknown pseudo-IR conversion {kind!r}; valid: {', '.join(PSEUDO_IR_KINDS)}")
     rgb = to_rgb(im)
@@ -40,6 +41,10 @@ def apply_pseudo_ir(im: Image.Image, kind: str) -> Image.Image:
         from .thermal import render_thermal
 
         return render_thermal(rgb)
+    if kind == "randmap":
+        from .randmap import content_seed, render_randmap
+
+        return render_randmap(rgb, np.random.default_rng(content_seed(rgb) if seed is None else seed))
     single = rgb.getchannel("R") if kind == "red" else rgb.convert("L")
     return Image.merge("RGB", (single, single, single))
 
