@@ -116,12 +116,21 @@ def dynamic_batch(run: Embed, batch: np.ndarray, n: int) -> dict[str, Any]:
 
 
 def ranking(query: Embed, gallery: Embed, q_batch: np.ndarray, g_batch: np.ndarray,
-            q_meta: Sequence[tuple[int, int]], g_meta: Sequence[tuple[int, int]]) -> dict[str, float]:
-    """SYSU cross-modal (IR query -> colour gallery) rank-1 / mAP in percent."""
+            q_meta: Sequence[tuple[int, int]], g_meta: Sequence[tuple[int, int]],
+            trials: Sequence[Sequence[int]] | None = None) -> dict[str, float]:
+    """SYSU cross-modal (IR query -> colour gallery) rank-1 / mAP in percent. ``trials``: the gallery
+    rows of each single-shot trial (embedded once), figures averaged over them; None: one ranking
+    against every gallery row."""
     from train.evaluate.metrics import cosine_distmat, evaluate_ranking
 
     q, g = query(q_batch), gallery(g_batch)
-    res = evaluate_ranking(cosine_distmat(q, g), np.array([p for p, _ in q_meta]), np.array([p for p, _ in g_meta]),
-                           np.array([c for _, c in q_meta]), np.array([c for _, c in g_meta]), "sysu")
-    d = res.as_dict()
-    return {"rank1": float(d["r1"]), "mAP": float(d["mAP"]), "queries": len(q_meta), "gallery": len(g_meta)}
+    qp, qc = np.array([p for p, _ in q_meta]), np.array([c for _, c in q_meta])
+    gp, gc = np.array([p for p, _ in g_meta]), np.array([c for _, c in g_meta])
+    rows = [np.asarray(t, np.int64) for t in trials] if trials else [np.arange(len(g_meta))]
+    r1, m_ap = [], []
+    for idx in rows:
+        d = evaluate_ranking(cosine_distmat(q, g[idx]), qp, gp[idx], qc, gc[idx], "sysu").as_dict()
+        r1.append(float(d["r1"]))
+        m_ap.append(float(d["mAP"]))
+    return {"rank1": float(np.mean(r1)), "mAP": float(np.mean(m_ap)), "queries": len(q_meta),
+            "gallery": len(rows[0]), "trials": len(rows)}

@@ -9,7 +9,8 @@
 - a Market-1501 run (real photographs, issue 15): its training ids' images as the run saw them, the
   pseudo-IR cameras in the run's renderings (an IR encoder calibrated on colour photographs gets the
   wrong ranges), and real-photo ranking splits: the held-out dev ids (red pseudo-IR probes of cameras
-  4-6 -> colour gallery of cameras 1-3, trial 0) and, when the run names ``data.llvip_root``, LLVIP's
+  4-6 -> single-shot colour galleries of cameras 1-3, the mean of the 10 trials of ``train.evaluate
+  --data market``) and, when the run names ``data.llvip_root``, LLVIP's
   held-out frames (thermal crop -> its visible twin).
 """
 
@@ -26,11 +27,23 @@ from calib.images import CalibImage, scan_folders, split_held_out, stratified_sa
 from runtime.preprocess import load_batch
 from runtime.spec import ModelSpec
 
-__all__ = ["MARKET_DEV", "ExportData", "gather"]
+__all__ = ["MARKET_DEV", "ExportData", "RealSplit", "gather"]
 
 MARKET_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "market1501-dev"
 CHECK_PER_MODALITY = 32
 HELD_OUT = 64
+
+
+@dataclass(frozen=True)
+class RealSplit:
+    """IR queries -> colour gallery. ``trials``: the gallery rows of each single-shot trial, whose
+    figures are averaged (one trial of a few hundred queries moves by a query's 0.5 point; the
+    mean of ten does not); None ranks against the whole gallery once."""
+
+    title: str
+    queries: list[Any]
+    gallery: list[Any]
+    trials: list[list[int]] | None = None
 
 
 @dataclass
@@ -40,8 +53,8 @@ class ExportData:
     held_out: list[CalibImage]
     test_root: Path | None
     notes: list[str] = field(default_factory=list)
-    # (title, queries, gallery): real-photo ranking splits of train.data Records (pseudo_ir applied on load)
-    real_splits: list[tuple[str, list[Any], list[Any]]] = field(default_factory=list)
+    # real-photo ranking splits of train.data Records (pseudo_ir applied on load)
+    real_splits: list[RealSplit] = field(default_factory=list)
 
 
 def _test_ids(root: Path) -> set[str]:
@@ -62,21 +75,25 @@ def _market_pool(data_config: Any) -> list[CalibImage]:
             for r in prepare_data(data_config).train]
 
 
-def _real_splits(root: Path, data_config: Any) -> list[tuple[str, list[Any], list[Any]]]:
+def _real_splits(root: Path, data_config: Any) -> list[RealSplit]:
     from train.evaluate.protocols import iter_trials
 
     cams = tuple(data_config.market_ir_cams)
     out = []
-    trial = next(iter(iter_trials("market", root, trials=1, market_ir_cams=cams, pseudo_ir="red")))
-    out.append((f"{root} held-out ids (train.evaluate --data market): red pseudo-IR probes of cameras "
-                f"{','.join(map(str, cams))} -> single-shot colour gallery, trial 0", trial.queries, trial.gallery))
+    trials = list(iter_trials("market", root, trials=10, market_ir_cams=cams, pseudo_ir="red"))
+    gallery = list({r.path: r for t in trials for r in t.gallery}.values())  # each image embedded once
+    row = {r.path: i for i, r in enumerate(gallery)}
+    assert all(t.queries == trials[0].queries for t in trials)  # the trials differ in their galleries only
+    out.append(RealSplit(f"{root} held-out ids (train.evaluate --data market): red pseudo-IR probes of cameras "
+                         f"{','.join(map(str, cams))} -> single-shot colour gallery, mean of {len(trials)} trials",
+                         list(trials[0].queries), gallery, [[row[r.path] for r in t.gallery] for t in trials]))
     llvip = data_config.llvip_root
     if llvip and Path(llvip).is_dir():
         t = next(iter(iter_trials("llvip-pairs", llvip)))
         queries = [r for r in t.queries if r.modality == 1]
-        gallery = [r for r in t.gallery if r.modality == 0]
-        out.append((f"{llvip} held-out frames (train.evaluate --data llvip-pairs, same scene): real thermal crop "
-                    f"-> its visible twin", queries, gallery))
+        vis = [r for r in t.gallery if r.modality == 0]
+        out.append(RealSplit(f"{llvip} held-out frames (train.evaluate --data llvip-pairs, same scene): real thermal "
+                             f"crop -> its visible twin", queries, vis))
     return out
 
 
@@ -94,7 +111,7 @@ def gather(train_root: str | None, calib_dirs: list[str], calib_images: int, see
     notes: list[str] = []
     root = Path(train_root) if train_root else None
     pool: list[CalibImage] = []
-    real: list[tuple[str, list[Any], list[Any]]] = []
+    real: list[RealSplit] = []
     data_config = data_config or {}
     if root is not None and root.is_dir() and data_config.get("name") == "market":
         run_data = _run_data_config(root, data_config)

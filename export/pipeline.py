@@ -155,11 +155,12 @@ def _placement_check(model: onnx.ModelProto, target: str, kept_float: list[str] 
 
 
 def _ranking(title: str, queries: list[Any], gallery: list[Any], sessions: dict[str, dict[str, C.Embed]],
-             out: Exported) -> dict[str, Any]:
-    """IR queries -> colour gallery, rank-1 / mAP per graph set, with the int8 drops against fp32."""
+             out: Exported, trials: list[list[int]] | None = None) -> dict[str, Any]:
+    """IR queries -> colour gallery, rank-1 / mAP per graph set (the mean over ``trials``, the gallery
+    rows of each single-shot trial, when given), with the int8 drops against fp32."""
     qb, gb = load_records(queries, out.specs["ir"]), load_records(gallery, out.specs["rgb"])
     q_meta, g_meta = [(r.pid, r.camid) for r in queries], [(r.pid, r.camid) for r in gallery]
-    results = {name: C.ranking(s["ir"], s["rgb"], qb, gb, q_meta, g_meta) for name, s in sessions.items()}
+    results = {name: C.ranking(s["ir"], s["rgb"], qb, gb, q_meta, g_meta, trials) for name, s in sessions.items()}
     fp32 = results["fp32"]
     for name, r in results.items():
         if name != "fp32":
@@ -179,7 +180,8 @@ def _ranking_stage(data: ExportData, sessions: dict[str, dict[str, C.Embed]], ou
         out.report["ranking"] = _ranking(f"{data.test_root} SYSU test split, mode all, trial 0", queries, gallery,
                                          sessions, out)
     if data.real_splits:  # real photographs (a Market-1501 run): held-out dev ids, LLVIP held-out frames
-        out.report["rankings_real"] = [_ranking(title, q, g, sessions, out) for title, q, g in data.real_splits]
+        out.report["rankings_real"] = [_ranking(r.title, r.queries, r.gallery, sessions, out, r.trials)
+                                       for r in data.real_splits]
 
 
 def load_records(records: list[Any], spec: ModelSpec) -> np.ndarray:

@@ -37,7 +37,7 @@ per open is in docs/getting-started.md, "A damaged index, huge images, odd files
 Rank in float32 (numpy float16 matmul is much slower). Readers never take a lock: writers replace
 the file atomically (runtime.fileio.atomic_write) under an exclusive ``flock`` on
 ``<index>.lock``, so a reader sees the old index or the new one, never a torn one.
-The C++ runtime (runtime/cpp) reads the same format (it ignores ``header_sha256``).
+The C++ runtime (runtime/cpp) reads and writes the same format, header checksum included.
 """
 
 from __future__ import annotations

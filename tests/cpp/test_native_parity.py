@@ -7,6 +7,7 @@ modes; identical top-k on the same index and probe embeddings.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -142,6 +143,32 @@ def test_topk_parity(native_build, tmp_path: Path) -> None:
     print(f"\ntop-15 identical for {len(probes)} probes over 2000 x 128; max |distance diff| = {worst:.2e}")
     assert worst < 2e-6
     assert set(native) >= {"model", "backend", "gallery", "index", "gallery_modality", "top_k", "probes", "skipped"}
+
+
+def test_an_index_the_native_writer_makes_is_read_by_python(native_build, tmp_path: Path) -> None:
+    """libirreid's write_index (runtime/cpp/src/index.cpp) and runtime/index.py share one format, header
+    checksum included: the Python reader refuses an index without one."""
+    exe = next(native_build.build_dir.rglob("irreid_rt_tests"), None)
+    assert exe is not None and exe.is_file(), "the C++ unit tests were not built"
+    spec = _spec(24)
+    (tmp_path / "spec.json").write_text(json.dumps(spec.to_dict()))
+    out = tmp_path / "native.irx"
+    env = {**os.environ, "IRREID_INDEX_OUT": str(out), "IRREID_INDEX_SPEC": str(tmp_path / "spec.json")}
+    r = subprocess.run([str(exe), "--test-case=index_for_python"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and out.is_file(), r.stdout[-2000:] + r.stderr[-2000:]
+    idx = read_index(out, verify=True)
+    assert idx.header["created_by"] == "irreid-edge-native" and idx.spec.fingerprint() == spec.fingerprint()
+    assert [(e.path, e.size, e.mtime_ns, e.sha256[0]) for e in idx.entries] == [
+        ("a.jpg", 10, 1, "a"), ("sub/b.jpg", 20, 2, "b"), ("c d.png", 30, 3, "c")]
+    want = (np.arange(3 * 24) % 7 - 3).reshape(3, 24).astype(np.float16)
+    assert np.array_equal(np.asarray(idx.embeddings), want)
+    # one header byte changed: Python refuses it by the checksum the C++ writer computed
+    raw = bytearray(out.read_bytes())
+    at = raw.index(b"sub/b.jpg")
+    raw[at:at + 3] = b"sup"
+    out.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="header checksum mismatch"):
+        read_index(out)
 
 
 def test_match_checks_the_model_and_the_probe(native_build, tmp_path: Path) -> None:

@@ -324,11 +324,17 @@ def test_export_of_a_market_run_calibrates_ir_on_its_renderings(tmp_path: Path) 
     batch, good, errors = load_images(ir[:2], spec)
     want = [preprocess_image(apply_pseudo_ir(decode_image(im.path), str(im.render)), 32, 16) for im in ir[:2]]
     assert not errors and good == [im.path for im in ir[:2]] and np.array_equal(batch, np.stack(want))
-    titles = [t for t, _, _ in data.real_splits]
+    titles = [r.title for r in data.real_splits]
     assert len(titles) == 1 and "held-out ids" in titles[0]  # no LLVIP root in this config
-    (_, queries, gallery), = data.real_splits
+    split, = data.real_splits
+    queries, gallery = split.queries, split.gallery
     assert {r.pid for r in queries} == test and all(r.pseudo_ir == "red" for r in queries)
     assert {r.pid for r in gallery} == test and all(r.pseudo_ir is None and r.camid <= 3 for r in gallery)
+    # the ten single-shot trials of train.evaluate --data market, each gallery image embedded once
+    assert split.trials is not None and len(split.trials) == 10 and len({r.path for r in gallery}) == len(gallery)
+    for n, rows in enumerate(split.trials):
+        (want,) = [t for t in iter_trials("market", root, trials=10) if t.trial == n]
+        assert [gallery[i].path for i in rows] == [r.path for r in want.gallery]
 
 
 def test_export_report_of_a_market_run_has_real_photo_rankings(tmp_path: Path) -> None:

@@ -16,6 +16,33 @@ namespace {
 constexpr int kIndexFormatVersion = 1;
 constexpr uint64_t kMaxHeaderBytes = uint64_t(1) << 31;
 
+// The header checksum, as runtime/index.py writes it: "header_sha256" is the header's LAST key, and
+// its value is the sha256 of the 16-byte prefix plus the header with those 64 hex digits written as "0".
+const std::string kSumKey = ",\"header_sha256\":\"";
+const size_t kSumTail = kSumKey.size() + 64 + 2;  // the key, 64 hex digits, "}
+
+std::string prefix_bytes(uint64_t header_len) {
+    std::string out(kIndexMagic, 8);
+    for (int i = 0; i < 8; ++i) out += static_cast<char>((header_len >> (8 * i)) & 0xFF);
+    return out;
+}
+
+std::string header_digest(const std::string& prefix, const std::string& text) {
+    std::string zeroed = prefix + text;
+    zeroed.replace(zeroed.size() - 66, 64, std::string(64, '0'));
+    return sha256_hex(zeroed.data(), zeroed.size());
+}
+
+void check_header_sum(const std::string& path, const unsigned char* pre, const std::string& text) {
+    if (text.size() < kSumTail || text.compare(text.size() - kSumTail, kSumKey.size(), kSumKey) != 0 ||
+        text.compare(text.size() - 2, 2, "\"}") != 0)
+        throw Error(path + ": index header has no checksum (a damaged header, or an index written by an older irreid-edge); "
+                           "rebuild it with `irreid-edge index`");
+    const std::string recorded = text.substr(text.size() - 66, 64);
+    if (header_digest(std::string(reinterpret_cast<const char*>(pre), 16), text) != recorded)
+        throw Error(path + ": index header checksum mismatch (corrupted file); rebuild it with `irreid-edge index`");
+}
+
 uint64_t read_le64(const unsigned char* b) {
     uint64_t v = 0;
     for (int i = 7; i >= 0; --i) v = (v << 8) | b[i];
@@ -68,6 +95,7 @@ GalleryIndex read_index(const std::string& path, bool verify_data) {
     if (hlen > kMaxHeaderBytes || 16 + hlen > file_size) throw Error(path + ": index header length is corrupt; rebuild the index");
     std::string text(hlen, '\0');
     f.read(text.data(), static_cast<std::streamsize>(hlen));
+    check_header_sum(path, pre, text);
     GalleryIndex idx;
     try {
         idx.header = nlohmann::json::parse(text);
@@ -122,17 +150,19 @@ void write_index(const std::string& path, const ModelSpec& spec, const std::stri
                         {"data_sha256", sha256_hex(data.data(), data_bytes)}, {"created_by", "irreid-edge-native"},
                         {"gallery_root", gallery_root}, {"entries", list}};
     // data_offset depends on the header's own length: iterate until the padded offset is stable.
+    // nlohmann::json orders keys alphabetically, so the checksum key is appended by hand: last.
     std::string text;
     uint64_t offset = 0;
     for (int i = 0; i < 4; ++i) {
         h["data_offset"] = offset;
-        text = h.dump();
+        const std::string body = h.dump();
+        text = body.substr(0, body.size() - 1) + kSumKey + std::string(64, '0') + "\"}";
         const uint64_t want = (16 + text.size() + 63) / 64 * 64;
         if (want == offset) break;
         offset = want;
     }
-    std::string out(kIndexMagic, 8);
-    for (int i = 0; i < 8; ++i) out += static_cast<char>((text.size() >> (8 * i)) & 0xFF);
+    std::string out = prefix_bytes(text.size());
+    text.replace(text.size() - 66, 64, header_digest(out, text));
     out += text;
     out.append(offset - out.size(), '\0');
     out.append(reinterpret_cast<const char*>(data.data()), data_bytes);

@@ -63,6 +63,45 @@ TEST_CASE("index_refusals") {
     CHECK_THROWS_CONTAINING(irreid::read_index(dir + "/none.irx"), "not found");
 }
 
+TEST_CASE("index_header_checksum") {
+    const std::string path = write_tiny_index("c.irx", 3, 8);
+    std::ifstream in(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t at = bytes.find("id1.jpg");
+    REQUIRE(at != std::string::npos);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | static_cast<unsigned char>(bytes[8 + i]);
+    const size_t tail = 16 + hlen - 2;  // the header ends ,"header_sha256":"<64 hex>"}
+    CHECK_EQ(bytes.substr(tail, 2), std::string("\"}"));
+    CHECK_EQ(bytes.substr(tail - 64 - 18, 18), std::string(",\"header_sha256\":\""));  // the last key
+    const std::string dir = irreid::test::scratch_dir();
+    std::string edited = bytes;
+    edited[at + 2] = '7';  // "id7.jpg": same length, valid JSON, a different gallery
+    std::ofstream(dir + "/edited.irx", std::ios::binary) << edited;
+    CHECK_THROWS_CONTAINING(irreid::read_index(dir + "/edited.irx", false), "header checksum mismatch");
+    std::string unsummed = bytes;
+    unsummed.replace(tail - 64 - 17, 13, "header_sha257");  // the key renamed: as if written without one
+    std::ofstream(dir + "/nosum.irx", std::ios::binary) << unsummed;
+    CHECK_THROWS_CONTAINING(irreid::read_index(dir + "/nosum.irx", false), "no checksum");
+}
+
+TEST_CASE("index_for_python") {
+    // tests/cpp/test_native_parity.py runs this case with both variables set and reads the index with
+    // runtime/index.py: what the C++ writer makes, the Python reader must accept (and the reverse
+    // direction is every native `match`). Without them (plain ctest) it checks nothing.
+    const char* out = std::getenv("IRREID_INDEX_OUT");
+    const char* spec_path = std::getenv("IRREID_INDEX_SPEC");
+    if (!out || !spec_path) return;
+    std::ifstream in(spec_path);
+    const irreid::ModelSpec spec = irreid::ModelSpec::from_json(nlohmann::json::parse(in), spec_path);
+    const int64_t dim = spec.embedding_dim;
+    std::vector<uint16_t> data(static_cast<size_t>(3 * dim));
+    for (size_t i = 0; i < data.size(); ++i) data[i] = irreid::float_to_half(static_cast<float>(i % 7) - 3.0f);
+    std::vector<irreid::IndexEntry> entries = {{"a.jpg", 10, 1, std::string(64, 'a')}, {"sub/b.jpg", 20, 2, std::string(64, 'b')},
+                                               {"c d.png", 30, 3, std::string(64, 'c')}};
+    irreid::write_index(out, spec, "/gallery", entries, data, dim);
+}
+
 TEST_CASE("rank_orders_by_distance_then_row") {
     // Rows 1 and 3 are the same vector: a tie, so the lower row comes first.
     const std::vector<float> rows = {1, 0, 0, 0.6f, 0.8f, 0, 0, 1, 0, 0.6f, 0.8f, 0, -1, 0, 0};
