@@ -181,6 +181,49 @@ def test_randmap_in_training_draws_a_new_map_at_each_visit(tmp_path: Path) -> No
         apply_overrides(get_preset("market-cpu"), {"data.pseudo_ir": "red+random"}).validate(require_root=False)
 
 
+def _twins(root: Path, n: int = 12) -> None:
+    """Registered thermal / visible twins: one random silhouette per pair, bright on a dark street in
+    thermal, dark clothes on a lighter, textured street in the visible crop (polarity reversed)."""
+    from PIL import ImageDraw
+
+    for k in range(n):
+        rng = np.random.default_rng(k)
+        mask = Image.new("L", (48, 96))
+        d = ImageDraw.Draw(mask)
+        cx, top = int(rng.integers(16, 32)), int(rng.integers(4, 14))
+        d.ellipse((cx - 6, top, cx + 6, top + 12), fill=255)  # head
+        d.rectangle((cx - int(rng.integers(7, 12)), top + 12, cx + int(rng.integers(7, 12)), top + 48), fill=255)
+        for side in (-1, 1):  # legs and an arm, at random angles
+            d.line((cx + 4 * side, top + 48, cx + side * int(rng.integers(2, 16)), 94), fill=255, width=6)
+            d.line((cx + 9 * side, top + 16, cx + side * int(rng.integers(10, 22)), top + int(rng.integers(30, 50))),
+                   fill=255, width=4)
+        m = np.asarray(mask, np.float32) / 255
+        thermal = 40 + 180 * m + rng.normal(0, 4, m.shape)
+        street = 140 + 30 * np.sin(np.arange(48) / 3)[None, :] + rng.normal(0, 6, m.shape)
+        clothes = rng.uniform(20, 70, 3)
+        visible = street[..., None] * (1 - m[..., None]) + clothes * m[..., None]
+        frame = HELD_OUT_FROM + k
+        (root / "ir").mkdir(parents=True, exist_ok=True)
+        (root / "vis").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.repeat(thermal.clip(0, 255)[..., None], 3, 2).astype(np.uint8)).save(root / "ir" / f"{frame:06d}_0.png")
+        Image.fromarray(visible.clip(0, 255).astype(np.uint8)).save(root / "vis" / f"{frame:06d}_0.png")
+
+
+def test_hog_matcher_is_blind_to_polarity_and_finds_registered_twins(tmp_path: Path) -> None:
+    from train.evaluate.baselines import hog_shapes, llvip_shape_rank1
+
+    _twins(tmp_path / "llvip")
+    ir = sorted((tmp_path / "llvip" / "ir").iterdir())
+    Image.fromarray(255 - np.asarray(Image.open(ir[0]))).save(tmp_path / "negative.png")
+    a, b = hog_shapes([str(ir[0]), str(tmp_path / "negative.png")])
+    assert float(a @ b) > 0.999  # unsigned orientation: a negative image has the same descriptor
+    assert a.shape == ((128 // 4 - 1) * (64 // 4 - 1) * 4 * 9,) and abs(float(np.linalg.norm(a)) - 1) < 1e-5
+    hog = llvip_shape_rank1(tmp_path / "llvip", "test", "hog")
+    assert hog["t2v"] >= 0.9 and hog["v2t"] >= 0.9, hog
+    with pytest.raises(ValueError, match="valid: gradient, hog"):
+        llvip_shape_rank1(tmp_path / "llvip", "test", "sift")
+
+
 def test_onnx_llvip_and_market_protocols_end_to_end(tmp_path: Path) -> None:
     from tiny_onnx import make_tiny_onnx, make_tiny_spec
 
