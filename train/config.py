@@ -246,12 +246,15 @@ def _market_cpu() -> TrainConfig:
     # Random init on Market-1501 pseudo-IR within an hour on a 2-core CPU (issue 15): the settings of the
     # run the issue measured (dat_resnet18 128x64, Adam 1e-3, channel aug 0.5, adversarial weight 0.3 on a
     # 5-epoch ramp, D lr 1e-4), red-channel pseudo-IR (the paper's), and 30 epochs: one epoch (48 steps)
-    # took ~93 s with 2 threads on the AVX2 EPYC we measured on, so 30 epochs plus the tests fit the
-    # hour with room for a slower CPU. Measured against it at 15 epochs and kept out:
+    # took 81-117 s with 2 threads on the AVX2 EPYC we measured on; the whole run from a clean clone
+    # took 48-53 min there (session 6: 52 min 51 s, 59.6 % Market rank-1), so a CPU much slower than
+    # that needs fewer epochs. Measured against it at 15 epochs and kept out:
     # the pseudo-thermal rendering as a second IR rendering (pseudo_ir="red+thermal", the preset until
     # session 5: 46.7 % against red alone's 51.5 % Market rank-1, and no better on real thermal crops);
     # pad + random crop, every image in both modalities (data.market_both) and night-time colour
-    # renderings (data.night), which together cost 6 more points and did not help on real thermal.
+    # renderings (data.night), which together cost 6 more points and did not help on real thermal;
+    # random colour -> grey renderings (pseudo_ir="red+randmap", session 6), 10 points less on Market
+    # and no better on real thermal.
     # docs/training.md "Real photographs" has the runs. No default root: the data is the user's.
     return TrainConfig(
         name="market-cpu", preset="market-cpu", eval_every=10,
