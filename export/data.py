@@ -80,7 +80,7 @@ def _real_splits(root: Path, data_config: Any) -> list[RealSplit]:
 
     cams = tuple(data_config.market_ir_cams)
     out = []
-    trials = list(iter_trials("market", root, trials=10, market_ir_cams=cams, pseudo_ir="red"))
+    trials = list(iter_trials("market", root, market_ir_cams=cams, pseudo_ir="red"))  # train.evaluate's 10
     gallery = list({r.path: r for t in trials for r in t.gallery}.values())  # each image embedded once
     row = {r.path: i for i, r in enumerate(gallery)}
     assert all(t.queries == trials[0].queries for t in trials)  # the trials differ in their galleries only
