@@ -312,8 +312,6 @@ def test_market_both_gives_every_training_image_in_both_modalities(tmp_path: Pat
 
 
 def test_night_shot_darkens_colour_images_only() -> None:
-    import torch
-
     from train.data.transforms import build_train_transform, night_shot
 
     rng = np.random.default_rng(0)
@@ -333,8 +331,6 @@ def test_night_shot_darkens_colour_images_only() -> None:
 
 
 def test_pad_crop_keeps_the_size_and_shifts_the_content() -> None:
-    import torch
-
     from train.data.transforms import build_train_transform
 
     im = Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 32, 3)).astype(np.uint8))
