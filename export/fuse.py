@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from train.models import DATNet, StripeHead, embedding_from_parts, stripe_bins
+from train.models.shape import join_shape
 
 __all__ = ["DeployEncoder", "FusedStripeHead", "deploy_encoder", "fold_backbone_bn", "pooling_matrix"]
 
@@ -64,14 +65,21 @@ class FusedStripeHead(nn.Module):
 
 
 class DeployEncoder(nn.Module):
-    """Raw 0-255 images (N, 3, H, W) -> L2-normalised embeddings (N, n·D): what the ONNX graph holds."""
+    """Raw 0-255 images (N, 3, H, W) -> L2-normalised embeddings (N, n·D), with the fixed shape
+    descriptor joined when the model has one (N, n·D + K): what the ONNX graph holds."""
 
-    def __init__(self, normalize: nn.Module, backbone: nn.Module, head: nn.Module) -> None:
+    def __init__(self, normalize: nn.Module, backbone: nn.Module, head: nn.Module,
+                 shape: nn.Module | None = None, shape_weight: float = 0.0) -> None:
         super().__init__()
         self.normalize, self.backbone, self.head = normalize, backbone, head
+        self.shape, self.shape_weight = shape, shape_weight
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return embedding_from_parts(self.head(self.backbone(self.normalize(images))))
+        x = self.normalize(images)
+        emb = embedding_from_parts(self.head(self.backbone(x)))
+        if self.shape is None:
+            return emb
+        return join_shape(emb, self.shape(x), self.shape_weight)  # its nodes are named /shape/...
 
 
 def _fold_pairs(module: nn.Module) -> None:
@@ -112,4 +120,4 @@ def deploy_encoder(model: DATNet, modality: str, height: int, width: int) -> Dep
     enc = copy.deepcopy(model.encoder(modality)).eval()
     fh, fw = feature_map_size(enc, height, width)
     head = FusedStripeHead(enc.head, fh, fw)
-    return DeployEncoder(enc.normalize, fold_backbone_bn(enc.backbone), head).eval()
+    return DeployEncoder(enc.normalize, fold_backbone_bn(enc.backbone), head, enc.shape, enc.shape_weight).eval()

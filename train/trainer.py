@@ -117,6 +117,7 @@ class Trainer:
             cfg.model.name, num_classes=len(self.pid2label), stripes=cfg.model.stripes,
             share_from=cfg.model.share_from, embed_dim=cfg.model.embed_dim, last_stride=cfg.model.last_stride,
             pretrained=cfg.model.pretrained, domain_levels=L.required_domain_levels(cfg.loss.variant),
+            shape_weight=cfg.model.shape_weight, shape_cell=cfg.model.shape_cell,
         ).to(self.device)
         self.model_kwargs = {"name": cfg.model.name, "kwargs": self._rebuild_kwargs()}
         groups = self.model.param_groups()
@@ -268,7 +269,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "model_kwargs": self.model_kwargs,
             "num_classes": len(self.pid2label),
-            "spec": build_specs(self.cfg, self.model.embedding_dim),
+            "spec": build_specs(self.cfg, self.model.output_dim(self.cfg.data.height, self.cfg.data.width)),
             "epoch": epoch,
             "step": self.step,
             "optimizer": {"feat": self.opt_feat.state_dict(),
@@ -308,7 +309,7 @@ class Trainer:
         from .evaluate.metrics import cosine_distmat, evaluate_ranking
 
         self.model.eval()
-        specs = {m: ModelSpec.from_dict(s) for m, s in enumerate(build_specs(self.cfg, self.model.embedding_dim).values())}
+        specs = {m: ModelSpec.from_dict(s) for m, s in enumerate(build_specs(self.cfg, self.model.output_dim(self.cfg.data.height, self.cfg.data.width)).values())}
         cache = FeatureCache(TorchEmbedder(self.model, specs, "training", str(self.device)), batch_size=64)
         q, g = self.data.val_queries, self.data.val_gallery
         import numpy as np

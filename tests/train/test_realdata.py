@@ -394,6 +394,8 @@ def test_export_report_of_a_market_run_has_real_photo_rankings(tmp_path: Path) -
     for r in real:
         assert set(r) >= {"fp32", "int8-cpu", "int8-trt"}
         assert all(0 <= r[k]["rank1"] <= 100 and "rank1_drop" in r[k] for k in ("int8-cpu", "int8-trt"))
-    assert real[0]["fp32"]["queries"] == 2 * 3 * 2 and real[1]["fp32"]["queries"] == 6
+    # the run did not train on LLVIP: every pair ranks (6 held-out + 6 training frames), not the held-out 6
+    assert real[0]["fp32"]["queries"] == 2 * 3 * 2 and real[1]["fp32"]["queries"] == 12
+    assert "all frames (the run did not train on LLVIP)" in real[1]["split"]
     assert "ir 32" in " ".join(report["notes"])  # IR encoder calibrated on IR (rendered) images
     assert "Cross-modal ranking on real photographs" in (out / "report.md").read_text()

@@ -62,6 +62,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="with --onnx (default fp32)")
     p.add_argument("--backend", default="auto", choices=INFERENCE_BACKEND_CHOICES, help="with --onnx (default auto)")
     p.add_argument("--device", default="cpu", help="with --checkpoint: torch device (default cpu)")
+    p.add_argument("--shape-weight", type=float, metavar="W",
+                   help="with --checkpoint: weight of the fixed shape descriptor in the embedding, overriding the "
+                        "checkpoint's (0 = learned only; the market-cpu preset uses 0.65)")
     p.add_argument("--data", default="synthetic", choices=DATASETS)
     p.add_argument("--root", help="dataset folder (synthetic: default = the demo's cached dataset)")
     p.add_argument("--mode", default="all", choices=("all", "indoor"), help="SYSU-MM01 search mode")
@@ -205,7 +208,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.data != "synthetic" and not args.root:
         raise ValueError(f"--data {args.data} needs --root DIR (the dataset folder)")
     ir_cams = tuple(int(c) for c in args.market_ir_cams.split(",") if c.strip())
-    embedder = open_embedder(args.checkpoint, args.onnx, args.precision, args.backend, args.device)
+    embedder = open_embedder(args.checkpoint, args.onnx, args.precision, args.backend, args.device,
+                             args.shape_weight)
     root = _resolve_root(args, getattr(embedder, "config", None))
     cache = FeatureCache(embedder, flip=args.flip, batch_size=args.batch)
     variants = variants_for(args.flip, args.rerank)

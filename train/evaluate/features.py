@@ -101,7 +101,10 @@ class TorchEmbedder:
     config: dict[str, Any] = field(default_factory=dict)  # the checkpoint's TrainConfig.to_dict()
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "cpu") -> TorchEmbedder:
+    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "cpu",
+                        shape_weight: float | None = None) -> TorchEmbedder:
+        """``shape_weight`` (when given) overrides the checkpoint's weight of the fixed shape descriptor
+        (`train.models.shape`; 0 = learned embedding only): it has no parameters, so any checkpoint takes it."""
         from ..checkpoint import load_checkpoint
         from ..models import create_model
         from ..plugins import load_plugins
@@ -115,11 +118,15 @@ class TorchEmbedder:
         kwargs["pretrained"] = "none"  # the checkpoint's own weights follow
         if "num_classes" in ckpt:
             kwargs["num_classes"] = int(ckpt["num_classes"])
+        if shape_weight is not None:
+            kwargs["shape_weight"] = float(shape_weight)
         model = create_model(name, **kwargs)
         model.load_state_dict(ckpt["model"])
         model.eval().to(device)
-        return cls(model=model, specs=_checkpoint_specs(ckpt, str(path)), description=f"checkpoint {path}",
-                   device=device, config=dict(ckpt.get("config") or {}))
+        specs = {m: s.replace(embedding_dim=model.output_dim(s.input_height, s.input_width))
+                 for m, s in _checkpoint_specs(ckpt, str(path)).items()}
+        what = f"checkpoint {path}" + (f" (shape weight {shape_weight:g})" if shape_weight is not None else "")
+        return cls(model=model, specs=specs, description=what, device=device, config=dict(ckpt.get("config") or {}))
 
     def embed(self, batch: np.ndarray, modality: int) -> np.ndarray:
         import torch
@@ -154,13 +161,16 @@ class OnnxEmbedder:
 
 
 def open_embedder(checkpoint: str | None = None, onnx: str | None = None, precision: str = "fp32",
-                  backend: str = "auto", device: str = "cpu") -> Embedder:
+                  backend: str = "auto", device: str = "cpu", shape_weight: float | None = None) -> Embedder:
     if (checkpoint is None) == (onnx is None):
         raise ValueError("give exactly one of a checkpoint (--checkpoint) or an exported model folder (--onnx)")
     if checkpoint is not None:
         if not Path(checkpoint).is_file():  # before importing torch: a typo should fail fast
             raise ValueError(f"{checkpoint}: checkpoint not found; train one with python -m train.fit")
-        return TorchEmbedder.from_checkpoint(Path(checkpoint), device=device)
+        return TorchEmbedder.from_checkpoint(Path(checkpoint), device=device, shape_weight=shape_weight)
+    if shape_weight is not None:
+        raise ValueError("--shape-weight applies to a checkpoint; an exported model has its weight built in "
+                         "(re-export with python -m export.onnx --shape-weight W)")
     return OnnxEmbedder.open(Path(str(onnx)), precision=precision, backend=backend)
 
 

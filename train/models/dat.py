@@ -30,6 +30,7 @@ from .backbone import STAGES, PretrainedWeightsError, load_weights_file, strip_p
 from .head import DomainHead, Normalize, StripeHead, embedding_from_parts
 from .network_config import NetworkConfig, parse_modality
 from .registry import build_backbone
+from .shape import ShapeDescriptor, join_shape, shape_dim
 
 __all__ = ["DATNet", "ModalityEncoder", "ReIDOutput"]
 
@@ -54,15 +55,21 @@ class ModalityEncoder(nn.Module):
     ``copy.deepcopy`` it before changing anything you do not want changed in the model.
     """
 
-    def __init__(self, normalize: nn.Module, stages: OrderedDict[str, nn.Module], head: nn.Module) -> None:
+    def __init__(self, normalize: nn.Module, stages: OrderedDict[str, nn.Module], head: nn.Module,
+                 shape: nn.Module | None = None, shape_weight: float = 0.0) -> None:
         super().__init__()
         self.normalize = normalize
         self.backbone = nn.Sequential(stages)
         self.head = head
+        self.shape = shape
+        self.shape_weight = shape_weight
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        parts = self.head(self.backbone(self.normalize(images)))  # (N, n, D)
-        return embedding_from_parts(parts)
+        x = self.normalize(images)
+        emb = embedding_from_parts(self.head(self.backbone(x)))  # (N, n*D)
+        if self.shape is None:
+            return emb
+        return join_shape(emb, self.shape(x), self.shape_weight)  # (N, n*D + K)
 
 
 def _own_checkpoint(pretrained: str) -> Mapping[str, Any] | None:
@@ -104,6 +111,8 @@ class DATNet(nn.Module):
             nn.init.normal_(cls.weight, std=0.001)
             nn.init.zeros_(cls.bias)
         self.classifiers = nn.ModuleList(classifiers)
+        # The fixed shape descriptor of the deploy embedding (no parameters; see train.models.shape).
+        self.shape = ShapeDescriptor(config.std, config.shape_cell) if config.shape_weight > 0 else None
         dims = {f"g{j + 1}": c for j, c in enumerate(channels)} | {"f": config.embedding_dim}
         self.domain_heads = nn.ModuleDict(
             {lv: DomainHead(dims[lv], config.domain_hidden) for lv in config.domain_levels}
@@ -119,6 +128,11 @@ class DATNet(nn.Module):
     @property
     def embedding_dim(self) -> int:
         return self.config.embedding_dim
+
+    def output_dim(self, height: int, width: int) -> int:
+        """Length of the deploy embedding for (height, width) inputs: n·D, plus the shape descriptor's."""
+        extra = shape_dim(height, width, self.config.shape_cell) if self.shape is not None else 0
+        return self.config.embedding_dim + extra
 
     @property
     def domain_levels(self) -> tuple[str, ...]:
@@ -184,14 +198,18 @@ class DATNet(nn.Module):
         return ReIDOutput(parts, logits, tuple(taps), embedding_from_parts(parts))
 
     def embed(self, x: torch.Tensor, modality: Modality) -> torch.Tensor:
-        """The deploy embedding (N, n·D); call in eval mode for deployment."""
+        """The deploy embedding (N, n·D), joined with the shape descriptor when ``shape_weight`` > 0
+        (N, n·D + K); call in eval mode for deployment."""
         fmap, _ = self.forward_features(x, modality)
-        return embedding_from_parts(self.head(fmap))
+        emb = embedding_from_parts(self.head(fmap))
+        if self.shape is None:
+            return emb
+        return join_shape(emb, self.shape(self.normalize(x)), self.config.shape_weight)
 
     def encoder(self, modality: int | str) -> ModalityEncoder:
         m = parse_modality(modality, 1)
         assert isinstance(m, int)
-        return ModalityEncoder(self.normalize, self.stages_for(m), self.head)
+        return ModalityEncoder(self.normalize, self.stages_for(m), self.head, self.shape, self.config.shape_weight)
 
     # -- domain classifiers ---------------------------------------------------------------------------
     def domain_inputs(self, out: ReIDOutput | Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
