@@ -67,3 +67,31 @@ def test_the_descriptor_stays_float32_in_every_precision_and_blind_to_polarity(s
         cast_to_half = {o for n in graph.node if n.op_type == "Cast"
                         and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in n.attribute) for o in n.output}
         assert not any(i in made_by_qdq | cast_to_half for n in nodes for i in n.input), name
+
+
+# ONNX op -> the TensorRT layer kind its ONNX parser makes (the ops these graphs hold)
+_TRT_KIND = {"Conv": "CONVOLUTION", "Relu": "ACTIVATION", "Clip": "ACTIVATION", "Add": "ELEMENTWISE",
+             "Sub": "ELEMENTWISE", "Mul": "ELEMENTWISE", "Div": "ELEMENTWISE", "Pow": "ELEMENTWISE",
+             "Min": "ELEMENTWISE", "Max": "ELEMENTWISE", "Sqrt": "UNARY", "ReduceMean": "REDUCE",
+             "ReduceSum": "REDUCE", "ReduceL2": "REDUCE", "AveragePool": "POOLING", "MaxPool": "POOLING",
+             "GlobalAveragePool": "REDUCE", "Concat": "CONCATENATION", "Slice": "SLICE", "Expand": "SLICE",
+             "MatMul": "MATRIX_MULTIPLY", "Reshape": "SHUFFLE", "Flatten": "SHUFFLE", "Transpose": "SHUFFLE",
+             "Unsqueeze": "SHUFFLE", "Squeeze": "SHUFFLE", "Constant": "CONSTANT", "Shape": "SHAPE",
+             "Gather": "GATHER", "Cast": "CAST"}
+
+
+def test_a_weakly_typed_fp16_build_would_pin_the_whole_descriptor_to_fp32(shaped: Path) -> None:
+    """runtime.trt_compat.fp32_layer_indices on the exported graph's layers (ONNX ops mapped to the
+    layer kinds TensorRT's parser makes; TensorRT itself is not here): every math node of the
+    descriptor is pinned, no conv of the backbone is."""
+    from runtime import trt_compat as tc
+
+    graph = onnx.load(str(shaped / "ir.onnx")).graph
+    unknown = {n.op_type for n in graph.node} - set(_TRT_KIND)
+    assert not unknown, f"map these ops to TensorRT layer kinds: {unknown}"
+    layers = [tc.LayerView(_TRT_KIND[n.op_type], tuple(n.input), tuple(n.output), n.op_type not in ("Shape",))
+              for n in graph.node]
+    pinned = {graph.node[i].name for i in tc.fp32_layer_indices(layers)}
+    shape = [n for n in graph.node if n.name.startswith("/shape/") and n.op_type not in ("Constant", "Cast", "Shape")]
+    assert shape and all(n.name in pinned for n in shape), sorted({n.name for n in shape} - pinned)[:5]
+    assert not any(n.op_type == "Conv" and n.name in pinned for n in graph.node if "/head/" not in n.name)
