@@ -77,9 +77,7 @@ class DeployEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.normalize(images)
         emb = embedding_from_parts(self.head(self.backbone(x)))
-        if self.shape is None:
-            return emb
-        return join_shape(emb, self.shape(x), self.shape_weight)  # its nodes are named /shape/...
+        return join_shape(emb, x, self.shape, self.shape_weight)  # the descriptor's nodes are named /shape/...
 
 
 def _fold_pairs(module: nn.Module) -> None:

@@ -82,10 +82,9 @@ def load_source(path: str | os.PathLike[str], shape_weight: float | None = None)
     for m in MODALITIES:
         if m not in raw:
             raise ValueError(f"{p}: the checkpoint has no {m!r} spec; re-save it with python -m train.fit")
-        specs[m] = ModelSpec.from_dict(raw[m]).replace(checkpoint_sha256=sha,
-                                                       embedding_dim=model.output_dim(raw[m]["input_height"],
-                                                                                      raw[m]["input_width"]),
-                                                       stripes=model.stripes)
+        spec = ModelSpec.from_dict(raw[m])
+        specs[m] = spec.replace(checkpoint_sha256=sha, embedding_dim=model.output_dim(spec.input_height, spec.input_width),
+                                stripes=model.stripes)
     forbidden = [tuple(t.shape) for k, t in model.state_dict().items()
                  if k.startswith(("classifiers.", "domain_heads.")) and t.dim() >= 2]
     cfg = ckpt.get("config") or {}

@@ -139,6 +139,10 @@ class Trainer:
         c = self.model.config.to_dict()
         return {k: v for k, v in c.items() if k not in ("name", "backbone")} | {"pretrained": "none"}
 
+    def _specs(self) -> dict[str, dict[str, Any]]:
+        """The per-modality model specs, at the deploy embedding's width (the shape descriptor's included)."""
+        return build_specs(self.cfg, self.model.output_dim(self.cfg.data.height, self.cfg.data.width))
+
     def _wrap_ddp(self) -> torch.nn.Module:
         if not self.dist.enabled:
             return self.model
@@ -269,7 +273,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "model_kwargs": self.model_kwargs,
             "num_classes": len(self.pid2label),
-            "spec": build_specs(self.cfg, self.model.output_dim(self.cfg.data.height, self.cfg.data.width)),
+            "spec": self._specs(),
             "epoch": epoch,
             "step": self.step,
             "optimizer": {"feat": self.opt_feat.state_dict(),
@@ -309,7 +313,7 @@ class Trainer:
         from .evaluate.metrics import cosine_distmat, evaluate_ranking
 
         self.model.eval()
-        specs = {m: ModelSpec.from_dict(s) for m, s in enumerate(build_specs(self.cfg, self.model.output_dim(self.cfg.data.height, self.cfg.data.width)).values())}
+        specs = {m: ModelSpec.from_dict(s) for m, s in enumerate(self._specs().values())}
         cache = FeatureCache(TorchEmbedder(self.model, specs, "training", str(self.device)), batch_size=64)
         q, g = self.data.val_queries, self.data.val_gallery
         import numpy as np

@@ -67,9 +67,7 @@ class ModalityEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.normalize(images)
         emb = embedding_from_parts(self.head(self.backbone(x)))  # (N, n*D)
-        if self.shape is None:
-            return emb
-        return join_shape(emb, self.shape(x), self.shape_weight)  # (N, n*D + K)
+        return join_shape(emb, x, self.shape, self.shape_weight)  # (N, n*D [+ K])
 
 
 def _own_checkpoint(pretrained: str) -> Mapping[str, Any] | None:
@@ -177,10 +175,18 @@ class DATNet(nn.Module):
         self, x: torch.Tensor, modality: Modality
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Raw 0–255 images -> (last feature map (N, C, h, w), [g_1..g_4])."""
+        return self._normalized_features(self._normalized(x), modality)
+
+    def _normalized(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected raw RGB images (N, 3, H, W), got shape {tuple(x.shape)}")
+        return self.normalize(x)
+
+    def _normalized_features(
+        self, x: torch.Tensor, modality: Modality
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Normalised images -> (last feature map, [g_1..g_4])."""
         m = parse_modality(modality, x.shape[0])
-        x = self.normalize(x)
         taps: list[torch.Tensor] = []
         if isinstance(m, int) or len(self.branch(0)) == 0:
             x = self._run(x, self.branch(m if isinstance(m, int) else 0), taps)
@@ -200,11 +206,9 @@ class DATNet(nn.Module):
     def embed(self, x: torch.Tensor, modality: Modality) -> torch.Tensor:
         """The deploy embedding (N, n·D), joined with the shape descriptor when ``shape_weight`` > 0
         (N, n·D + K); call in eval mode for deployment."""
-        fmap, _ = self.forward_features(x, modality)
-        emb = embedding_from_parts(self.head(fmap))
-        if self.shape is None:
-            return emb
-        return join_shape(emb, self.shape(self.normalize(x)), self.config.shape_weight)
+        xn = self._normalized(x)  # once, for the backbone and the descriptor
+        fmap, _ = self._normalized_features(xn, modality)
+        return join_shape(embedding_from_parts(self.head(fmap)), xn, self.shape, self.config.shape_weight)
 
     def encoder(self, modality: int | str) -> ModalityEncoder:
         m = parse_modality(modality, 1)

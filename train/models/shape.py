@@ -88,7 +88,10 @@ class ShapeDescriptor(nn.Module):
         return F.normalize(d, dim=1)
 
 
-def join_shape(learned: torch.Tensor, shape: torch.Tensor, weight: float) -> torch.Tensor:
-    """[sqrt(1 - w) learned, sqrt(w) shape]: two unit vectors -> one unit vector whose cosine with another
-    such vector is (1 - w) cos(learned) + w cos(shape)."""
-    return torch.cat([learned * math.sqrt(1.0 - weight), shape * math.sqrt(weight)], dim=1)
+def join_shape(learned: torch.Tensor, x: torch.Tensor, shape: nn.Module | None, weight: float) -> torch.Tensor:
+    """The deploy embedding: ``learned`` (N, n·D) alone when ``shape`` is None, else
+    [sqrt(1 - w) learned, sqrt(w) shape(x)] for the normalised input ``x``: two unit vectors -> one unit
+    vector whose cosine with another such vector is (1 - w) cos(learned) + w cos(shape)."""
+    if shape is None:
+        return learned
+    return torch.cat([learned * math.sqrt(1.0 - weight), shape(x) * math.sqrt(weight)], dim=1)
