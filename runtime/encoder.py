@@ -262,7 +262,7 @@ def _open_trt(path: Path, is_dir: bool, modality: str, precision: str, folder: M
     wanted = ENGINE_PRECISION_ORDER if precision == "auto" else (precision,)
     built = [p for p in wanted if engine_path(path, modality, p, is_dir).is_file()]
     if not built:
-        hint = build_command(path, modality, "fp16" if precision == "auto" else precision)
+        hint = build_command(path, modality, precision)  # `build --precision auto` builds the fastest graph exported
         return f"no {'' if precision == 'auto' else precision + ' '}engine built; run `{hint}`"
     skipped = []
     for prec in built:

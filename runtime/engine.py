@@ -29,6 +29,7 @@ from .fileio import atomic_write_bytes, atomic_write_text, file_sha256, read_jso
 from .spec import ModelSpec, SpecError
 
 __all__ = [
+    "DEFAULT_MAX_BATCH",
     "ENGINE_FORMAT_VERSION",
     "EngineKey",
     "EngineMismatchError",
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 ENGINE_FORMAT_VERSION = 1
+#: the profile's max batch when none is asked for (`irreid-edge build`, ONNX Runtime's TensorRT provider)
+DEFAULT_MAX_BATCH = 32
 #: JetPack's L4T release file (absent off a Jetson): "# R36 (release), REVISION: 4.3, GCID: ..."
 NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from ..choices import MODALITIES, PRECISIONS
+from ..choices import ENGINE_PRECISION_ORDER, MODALITIES, PRECISION_CHOICES
+from ..engine import DEFAULT_MAX_BATCH
 
 HELP = "build TensorRT engines from an exported model, on the device that will run them"
 
@@ -13,9 +15,11 @@ HELP = "build TensorRT engines from an exported model, on the device that will r
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="exported model folder, or a foreign .onnx described by `irreid-edge spec` "
                                     "(default: the newest export under ./runs)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp16",
-                   help="engine precision; it lives in the graph: fp16 uses <m>.fp16.onnx, int8 <m>.int8.onnx")
-    p.add_argument("--max-batch", type=int, default=32, help="largest batch of the profile (larger ones are split)")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help="engine precision; it lives in the graph: fp16 uses <m>.fp16.onnx, int8 <m>.int8.onnx, fp32 "
+                        "<m>.onnx (default auto: the fastest graph exported, int8 > fp16 > fp32)")
+    p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
+                   help="largest batch of the profile (larger ones are split)")
     p.add_argument("--opt-batch", type=int, default=None, help="batch the kernels are tuned for (default min(8, max))")
     p.add_argument("--workspace", type=int, default=1024, metavar="MB", help="builder workspace in MB")
     p.add_argument("--timing-cache", metavar="PATH",
@@ -44,6 +48,22 @@ def _modalities(text: str) -> list[str]:
     return mods
 
 
+def auto_precision(model: Path, modality: str, dla: bool) -> str:
+    """--precision auto for a build: the fastest graph the export has for TensorRT (int8 > fp16 >
+    fp32), the same rule as the native `irreid-edge-native build`; DLA runs fp16 and int8 only."""
+    from ..model_dir import model_file
+    from ..spec import SpecError
+
+    order = [p for p in ENGINE_PRECISION_ORDER if not (dla and p == "fp32")]
+    for prec in order:
+        if model_file(model, modality, prec, "trt").is_file():
+            return prec
+    if dla:
+        raise SpecError(f"{model}: no fp16 or int8 graph for {modality!r}, and DLA runs fp16 and int8 only; export one "
+                        "with `python -m export.onnx --fp16` (or --int8 --calib DIR), or build without --dla-core")
+    raise SpecError(f"{model_file(model, modality, 'fp32', 'trt')}: not found; export the model with `python -m export.onnx`")
+
+
 def _requests(args: argparse.Namespace) -> list[object]:
     from ..backends.trt_build import BuildRequest
     from ..encoder import onnx_spec, read_onnx_metadata, resolve_onnx
@@ -55,15 +75,19 @@ def _requests(args: argparse.Namespace) -> list[object]:
               "dla_core": args.dla_core, "detailed": args.detailed_profile}
     if model.is_file():
         spec = onnx_spec(model, read_onnx_metadata(model), None, "fp32")
-        return [BuildRequest(model, False, spec.modality, args.precision, model, spec, **common)]
+        precision = spec.precision if args.precision == "auto" else args.precision  # auto: the graph's own
+        return [BuildRequest(model, False, spec.modality, precision, model, spec, **common)]
     specs = read_model_dir_specs(model)
     out: list[object] = []
     for m in _modalities(args.modality):
         if m not in specs:
             raise ValueError(f"{model}/spec.json has no {m!r} encoder; pass --modality {','.join(specs)}")
-        path, prec = resolve_onnx(model, m, args.precision, "trt", fallback=False)
+        wanted = auto_precision(model, m, args.dla_core is not None) if args.precision == "auto" else args.precision
+        if args.precision == "auto":
+            print(f"irreid-edge: {m} encoder: building {wanted} (auto: the fastest graph exported)", file=sys.stderr)
+        path, prec = resolve_onnx(model, m, wanted, "trt", fallback=False)
         spec = onnx_spec(path, read_onnx_metadata(path), specs[m], prec)
-        out.append(BuildRequest(model, True, m, args.precision, path, spec, **common))
+        out.append(BuildRequest(model, True, m, wanted, path, spec, **common))
     return out
 
 

@@ -142,3 +142,47 @@ def test_dla_build_uses_the_core_with_gpu_fallback_and_a_fixed_batch(trt_version
     assert "has 2 DLA core(s), numbered 0..1" in capsys.readouterr().err
     assert cli_main(["build", "--model", str(model), "--modality", "ir", "--dla-core", "0", "--precision", "fp32"]) == 2
     assert "DLA runs fp16 and int8 only" in capsys.readouterr().err
+
+
+# -- issue 29 item 2: `build` with no flags after a plain export -------------------------------------
+def _plain_export(tmp_path: Path, *extra: str) -> Path:
+    """What `python -m export.onnx` writes without --fp16/--int8: fp32 graphs only (+ ``extra``)."""
+    model = tmp_path / "export"
+    specs = {m: make_tiny_spec(m, H, W, D) for m in ("rgb", "ir")}
+    for m, spec in specs.items():
+        make_tiny_onnx(model / f"{m}.onnx", spec)
+        for prec in extra:
+            make_tiny_onnx(model / f"{m}.{prec}.onnx", spec.replace(precision=prec))
+    write_model_dir_specs(model, specs)
+    return model
+
+
+def test_build_with_no_flags_after_a_plain_export(trt_version: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    model = _plain_export(tmp_path)
+    assert cli_main(["build", "--model", str(model)]) == 0
+    assert all(engine_path(model, m, "fp32").is_file() for m in ("rgb", "ir"))
+    assert "ir encoder: building fp32 (auto: the fastest graph exported)" in capsys.readouterr().err
+
+
+def test_build_auto_picks_the_fastest_graph_exported(trt_version: str, tmp_path: Path) -> None:
+    model = _plain_export(tmp_path, "fp16", "int8")
+    assert cli_main(["build", "--model", str(model), "--modality", "ir"]) == 0
+    assert engine_path(model, "ir", "int8").is_file() and not engine_path(model, "ir", "fp16").exists()
+    assert read_sidecar(engine_path(model, "ir", "int8"))[0].precision == "int8"
+
+
+def test_every_build_hint_names_a_precision_that_exists(trt_version: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing fp16 graph advises --precision auto, which `build` accepts; with no engine built,
+    the runtime's fallback line advises `build --precision auto`, not an fp16 that was never exported."""
+    from runtime.encoder import open_encoder
+
+    model = _plain_export(tmp_path)
+    assert cli_main(["build", "--model", str(model), "--precision", "fp16"]) == 2
+    err = capsys.readouterr().err
+    assert "rgb.fp16.onnx: not found" in err and "--precision auto" in err
+    enc = open_encoder(model, "ir", backend="auto", verbose=True)
+    err = capsys.readouterr().err
+    assert enc.backend == "onnxruntime-cpu" and "--precision auto --modality ir" in err and "fp16" not in err
+    assert cli_main(["build", "--model", str(model), "--precision", "auto", "--modality", "ir"]) == 0
