@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ORT_BACKENDS", "OrtRunner", "available_providers", "load_session"]
+from .onnx_graph import graph_input
+
+__all__ = ["ORT_BACKENDS", "OrtRunner", "TrtProfile", "available_providers", "load_session", "trt_profile"]
 
 #: backend name -> the execution providers asked for, best first (ORT falls back along the list)
 ORT_BACKENDS: dict[str, tuple[str, ...]] = {
@@ -33,14 +36,53 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def _provider_options(provider: str, cache_dir: Path | None, precision: str) -> dict[str, Any]:
-    if provider != "TensorrtExecutionProvider" or cache_dir is None:
+@dataclass(frozen=True)
+class TrtProfile:
+    input_name: str
+    chw: tuple[int, int, int]
+    batches: tuple[int, int, int]  # min / opt / max
+
+    def options(self) -> dict[str, str]:
+        """ONNX Runtime TensorRT EP options ``trt_profile_{min,opt,max}_shapes``, each
+        "input:NxCxHxW" (ONNX Runtime docs, TensorRT Execution Provider, "Explicit shape range")."""
+        chw = "x".join(map(str, self.chw))
+        return {f"trt_profile_{which}_shapes": f"{self.input_name}:{b}x{chw}"
+                for which, b in zip(("min", "opt", "max"), self.batches)}
+
+
+def trt_profile(path: Path) -> TrtProfile | None:
+    """The optimisation profile ONNX Runtime's TensorRT provider gets for ``path``: the batch range
+    `irreid-edge build` uses by default (1 / 8 / runtime.engine.DEFAULT_MAX_BATCH), or the graph's
+    own batch when it is fixed. None when the input's C, H, W are not static (a foreign graph with
+    dynamic sizes: the provider then sizes its engine from the first batch, as before)."""
+    from ..engine import DEFAULT_MAX_BATCH, profile_batches
+
+    found = graph_input(path)
+    if found is None:
+        return None
+    name, shape = found
+    if len(shape) != 4 or min(shape[1:]) <= 0 or any(c in name for c in ",:"):
+        return None  # ',' and ':' separate the provider's "name:NxCxHxW,..." lists
+    fixed = shape[0] if shape[0] > 0 else None
+    return TrtProfile(name, (shape[1], shape[2], shape[3]), profile_batches(DEFAULT_MAX_BATCH, static_batch=fixed))
+
+
+def _provider_options(provider: str, cache_dir: Path | None, precision: str,
+                      profile: TrtProfile | None = None) -> dict[str, Any]:
+    if provider != "TensorrtExecutionProvider":
         return {}
+    # Without an explicit profile the provider sizes its engine from the first batch it sees and
+    # rebuilds whenever a batch falls outside it (minutes on a Jetson: `match` at batch 1, then
+    # `index` at 32); with one, it builds once for the whole range and the runner splits above max.
+    out: dict[str, Any] = dict(profile.options()) if profile is not None else {}
+    if cache_dir is None:
+        return out
     # The TensorRT EP builds engines when the session starts: cache them (and the timing cache) so
     # only the first start on a device pays for the build. Precision lives in the graph; the flags
     # only let a weakly typed build pick the graph's own precisions: fp16 for an fp16 graph, int8
     # and fp16 for the TensorRT int8 graph (Q/DQ pairs with fp16 around them, runtime/model_dir.py).
     return {
+        **out,
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": str(cache_dir),
         "trt_timing_cache_enable": True,
@@ -73,8 +115,9 @@ class OrtRunner:
         cache = Path(cache_dir) if cache_dir is not None else None
         if cache is not None and wanted[0] == "TensorrtExecutionProvider":
             cache.mkdir(parents=True, exist_ok=True)
-        providers = [(p, _provider_options(p, cache, precision)) for p in wanted]
         self.path = Path(path)
+        profile = trt_profile(self.path) if wanted[0] == "TensorrtExecutionProvider" else None
+        providers = [(p, _provider_options(p, cache, precision, profile)) for p in wanted]
         self.session = load_session(self.path, opts, providers)
         # ORT falls back silently when a provider's libraries are missing: report what really runs.
         self.backend = _PROVIDER_TO_BACKEND.get(self.session.get_providers()[0], "onnxruntime-cpu")
@@ -88,6 +131,8 @@ class OrtRunner:
         # A foreign graph exported with a fixed batch (often 1) only accepts exactly that size.
         self.static_batch: int | None = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
         self.max_batch: int | None = self.static_batch
+        if profile is not None and self.backend == "onnxruntime-tensorrt":
+            self.max_batch = profile.batches[2]  # larger batches are split, never a rebuild
 
     @property
     def metadata(self) -> Mapping[str, str]:
