@@ -65,12 +65,21 @@ def _gpu_clock(root: Path) -> dict[str, Any] | None:
 
 
 def _cpu_clock(root: Path) -> dict[str, Any] | None:
-    cur = [_read_int(p) for p in sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_cur_freq"))]
-    top = [_read_int(p) for p in sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/cpuinfo_max_freq"))]
-    cur_k, top_k = [c for c in cur if c], [t for t in top if t]
-    if not cur_k:
+    """The slowest online core's clock against the power mode's cap. nvpmodel caps each core
+    through cpufreq's ``scaling_max_freq``; ``cpuinfo_max_freq`` is the silicon's maximum, which
+    only MAXN reaches, so comparing with it warned after `sudo jetson_clocks` in every other mode
+    (Linux cpufreq user guide: scaling_max_freq is the policy limit, cpuinfo_max_freq the hardware's)."""
+    cur, top = [], []
+    for policy in sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq")):
+        c = _read_int(policy / "scaling_cur_freq")
+        if c:
+            cur.append(c)
+            t = _read_int(policy / "scaling_max_freq") or _read_int(policy / "cpuinfo_max_freq")
+            if t:
+                top.append(t)
+    if not cur:
         return None
-    return {"cur_mhz": min(cur_k) // 1000, "max_mhz": (max(top_k) if top_k else 0) // 1000}
+    return {"cur_mhz": min(cur) // 1000, "max_mhz": (min(top) if top else 0) // 1000}
 
 
 def _max_temp(root: Path) -> float | None:

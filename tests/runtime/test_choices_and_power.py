@@ -94,3 +94,19 @@ def test_throttling_is_warned(tmp_path: Path) -> None:
 
 def test_not_a_jetson(tmp_path: Path) -> None:
     assert power_state(tmp_path) == {"nvpmodel": None, "gpu_clock": None, "cpu_clock": None, "max_temp_c": None}
+
+
+def test_a_locked_non_maxn_mode_is_not_called_throttled(tmp_path: Path) -> None:
+    """Issue 29 item 4: in a capped power mode (e.g. AGX Orin 30 W) `jetson_clocks` locks the CPUs
+    at the mode's scaling_max_freq, below cpuinfo_max_freq; that is the maximum to compare with."""
+    root = _sysfs(tmp_path, 816_000_000, 816_000_000)  # the mode's GPU cap, locked
+    for i in range(2):
+        cpu = root / f"sys/devices/system/cpu/cpu{i}/cpufreq"
+        (cpu / "scaling_cur_freq").write_text("1728000\n")
+        (cpu / "scaling_max_freq").write_text("1728000\n")  # the mode's cap; cpuinfo_max_freq stays 2201600
+    state = power_state(root)
+    assert state["cpu_clock"] == {"cur_mhz": 1728, "max_mhz": 1728}
+    assert throttle_warnings(state, state) == []
+    (root / "sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq").write_text("1190400\n")  # really throttled
+    warn = throttle_warnings(state, power_state(root))
+    assert any("CPU clock 1190 MHz is below its maximum 1728 MHz" in w for w in warn)
