@@ -27,6 +27,7 @@ lazily by ``import_trt``, never at module import.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,8 @@ __all__ = [
     "dims",
     "fp32_layer_indices",
     "import_trt",
+    "inspector_layers",
+    "inspector_tensor_type",
     "tensorrt_available",
     "trt_unavailable_reason",
     "version",
@@ -206,6 +209,32 @@ def fp32_layer_indices(layers: list[LayerView]) -> list[int]:
             if layer.kind not in _NOT_PINNED and layer.float_outputs:
                 out.append(i)
     return out
+
+
+# -- reading IEngineInspector's JSON (pure) ------------------------------------------------------
+def inspector_tensor_type(tensor: Mapping[str, Any]) -> str:
+    """"int8", "fp16", "fp32" (or "" when unknown) for one entry of a layer's "Inputs"/"Outputs" in
+    ``IEngineInspector.get_engine_information(LayerInformationFormat.JSON)`` (built with DETAILED
+    profiling verbosity). TensorRT 8.5-10.x writes one "Format/Datatype" string ("Thirty-two wide
+    channel vectorized row major Int8 format."); 11.x writes the data type apart from the memory
+    format, as "DataType" ("Int8", "Half", "Float") beside "Format" (TensorRT 11 "Migrating
+    IEngineInspector Usage from TensorRT 10.x to 11.x"). Both are read."""
+    text = str(tensor.get("DataType") or tensor.get("Format/Datatype") or "").lower()
+    for name, marks in _INSPECTOR_TYPES:
+        if any(m in text for m in marks):
+            return name
+    return ""
+
+
+#: substrings of the inspector's type text, checked in this order ("int8" before "float": an int8
+#: format string may still say "float" in a reformat's description)
+_INSPECTOR_TYPES = (("int8", ("int8",)), ("fp16", ("half", "fp16")), ("fp32", ("float", "fp32")))
+
+
+def inspector_layers(info: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The layer records of an engine-information JSON (the "Layers" list; plain-name entries of a
+    LAYER_NAMES_ONLY engine are skipped)."""
+    return [layer for layer in info.get("Layers", []) if isinstance(layer, Mapping)]
 
 
 # -- the TensorRT module ------------------------------------------------------------------------

@@ -115,3 +115,24 @@ def test_only_weak_builds_with_fp16_pin_layers() -> None:
     assert tc.pins_fp32_layers(build_plan("10.3.0.30", "fp32", "fp16"))
     assert not tc.pins_fp32_layers(build_plan("10.3.0.30", "fp16", "fp16"))  # strongly typed: refused there
     assert not tc.pins_fp32_layers(build_plan("8.5.2.2", "fp32", "fp32"))
+
+
+# -- issue 29 item 3: IEngineInspector JSON, TensorRT 10 and 11 layouts -------------------------------
+CONV_10X = {"Name": "conv1", "LayerType": "CaskConvolution", "ParameterType": "Convolution",
+            "Inputs": [{"Name": "x", "Dimensions": [8, 64, 72, 36],
+                        "Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format"}],
+            "Outputs": [{"Name": "y", "Format/Datatype": "Row major linear FP16 format"}]}
+CONV_11X = {"Name": "conv1", "LayerType": "CaskConvolution", "ParameterType": "Convolution",
+            "Inputs": [{"Name": "x", "Dimensions": [8, 64, 72, 36], "DataType": "Int8",
+                        "Format": "Thirty-two wide channel vectorized row major format (kCHW32)"}],
+            "Outputs": [{"Name": "y", "DataType": "Half", "Format": "Row major linear format (kLINEAR)"}]}
+
+
+@pytest.mark.parametrize("layer", [CONV_10X, CONV_11X], ids=["trt10", "trt11"])
+def test_inspector_types_read_in_both_layouts(layer: dict) -> None:
+    info = {"Layers": ["a name-only entry", layer]}
+    (conv,) = tc.inspector_layers(info)
+    assert tc.inspector_tensor_type(conv["Inputs"][0]) == "int8"
+    assert tc.inspector_tensor_type(conv["Outputs"][0]) == "fp16"
+    assert tc.inspector_tensor_type({"DataType": "Float"}) == "fp32"
+    assert tc.inspector_tensor_type({"Format/Datatype": "N/A due to dynamic shapes"}) == ""

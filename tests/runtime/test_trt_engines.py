@@ -21,6 +21,7 @@ from runtime.cli import main as cli_main
 from runtime.encoder import open_encoder
 from runtime.engine import EngineMismatchError, engine_path, sidecar_path
 from runtime.model_dir import model_file, write_model_dir_specs
+from runtime.trt_compat import inspector_layers, inspector_tensor_type
 
 pytestmark = pytest.mark.trt
 
@@ -142,7 +143,7 @@ def _layer_info(engine_file: Path) -> list[dict]:
 
     engine = trt.Runtime(get_logger()).deserialize_cuda_engine(engine_file.read_bytes())
     info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
-    return [layer for layer in info["Layers"] if isinstance(layer, dict)]
+    return [dict(layer) for layer in inspector_layers(info)]
 
 
 @pytest.mark.parametrize("modality", ["rgb", "ir"])
@@ -154,6 +155,7 @@ def test_int8_engine_runs_its_convolutions_in_int8(exported: Path, modality: str
     layers = _layer_info(engine_path(exported, modality, "int8"))
     convs = [la for la in layers if la.get("ParameterType") == "Convolution" or "Convolution" in str(la.get("LayerType"))]
     assert convs, f"no convolution in the inspector's output: {[la.get('LayerType') for la in layers][:20]}"
-    not_int8 = [la["Name"] for la in convs if "Int8" not in str(la.get("Inputs", [{}])[0].get("Format/Datatype", ""))]
+    # TensorRT 11 splits "Format/Datatype" into "DataType" and "Format": read both (issue 29 item 3)
+    not_int8 = [la["Name"] for la in convs if inspector_tensor_type((la.get("Inputs") or [{}])[0]) != "int8"]
     print(f"{modality}: {len(convs) - len(not_int8)}/{len(convs)} convolutions take Int8 inputs")
     assert not not_int8, f"convolutions not in int8: {not_int8[:10]}"
