@@ -246,7 +246,7 @@ def _model_kind(model: str | os.PathLike[str]) -> tuple[Path, bool]:
 
 
 def _open_trt(path: Path, is_dir: bool, modality: str, precision: str, folder: ModelSpec | None,
-              backend: str) -> tuple[Runner, ModelSpec, str] | str:
+              backend: str, dla_core: int | None = None) -> tuple[Runner, ModelSpec, str] | str:
     """(runner, spec, precision) of the fastest usable engine for ``precision`` (``auto``: int8 >
     fp16 > fp32), or why TensorRT cannot run. CUDA that fails to initialise (a cuda-python too new
     for the driver, ...) and, unless TensorRT was asked for by name with a precision, an engine
@@ -254,20 +254,22 @@ def _open_trt(path: Path, is_dir: bool, modality: str, precision: str, folder: M
     the reason, with its rebuild command, is what the backend line prints."""
     from .backends.cuda_mem import CudaUnavailableError
     from .backends.trt import open_trt_encoder_runner, trt_unavailable_reason
-    from .engine import build_command, engine_path
+    from .engine import build_command, built_engines
 
     reason = trt_unavailable_reason()
     if reason is not None:
         return reason
     wanted = ENGINE_PRECISION_ORDER if precision == "auto" else (precision,)
-    built = [p for p in wanted if engine_path(path, modality, p, is_dir).is_file()]
+    # per precision, the GPU engine first, then a DLA one (engine.built_engines); dla_core: that core's only
+    built = [(p, f) for p in wanted for f in built_engines(path, modality, p, is_dir, dla_core)]
     if not built:
-        hint = build_command(path, modality, precision)  # `build --precision auto` builds the fastest graph exported
-        return f"no {'' if precision == 'auto' else precision + ' '}engine built; run `{hint}`"
+        hint = build_command(path, modality, precision, dla_core=dla_core)  # `build --precision auto`: the fastest graph
+        where = "" if dla_core is None else f" for DLA core {dla_core}"
+        return f"no {'' if precision == 'auto' else precision + ' '}engine built{where}; run `{hint}`"
     skipped = []
-    for prec in built:
+    for prec, engine_file in built:
         try:
-            runner, spec = open_trt_encoder_runner(path, is_dir, modality, prec, folder)
+            runner, spec = open_trt_encoder_runner(path, is_dir, modality, prec, folder, engine_file)
         except CudaUnavailableError as e:
             return str(e)
         except SpecError as e:  # built for another setup, or a torn / malformed sidecar: rebuild
@@ -292,9 +294,11 @@ def _ort_graph(path: Path, is_dir: bool, modality: str, precision: str, backend:
 
 
 def open_encoder(model: str | os.PathLike[str], modality: str = "ir", precision: str = "auto",
-                 backend: str = "auto", verbose: bool = True, threads: int | None = None) -> Encoder:
+                 backend: str = "auto", verbose: bool = True, threads: int | None = None,
+                 dla_core: int | None = None) -> Encoder:
     """Open the encoder for ``modality`` from an export folder, or a foreign ``.onnx`` file.
-    The precision that runs is ``encoder.spec.precision``; the backend ``encoder.backend``."""
+    The precision that runs is ``encoder.spec.precision``; the backend ``encoder.backend``.
+    ``dla_core``: run the engine built for that DLA core (default: the GPU engine, else a DLA one)."""
     from .backends.ort import OrtRunner, available_providers
 
     if precision not in PRECISION_CHOICES:
@@ -304,12 +308,13 @@ def open_encoder(model: str | os.PathLike[str], modality: str = "ir", precision:
     if is_dir and folder is None:
         raise SpecError(f"{path}/spec.json: no {modality!r} encoder; valid: "
                         f"{', '.join(read_model_dir_specs(path))}")
-    trt = _open_trt(path, is_dir, modality, precision, folder, backend) \
+    trt = _open_trt(path, is_dir, modality, precision, folder, backend, dla_core) \
         if backend in ("auto", "tensorrt") else "not requested"
     chosen, why = choose_backend(backend, trt if isinstance(trt, str) else None, available_providers())
     if not isinstance(trt, str):  # choose_backend picks TensorRT whenever an engine opened
         runner, spec, prec = trt
-        _announce(chosen, prec, why, verbose)
+        core = getattr(runner, "dla_core", None)
+        _announce(chosen, prec, why if core is None else f"{why}; DLA core {core}", verbose)
         return _Encoder(spec=spec, backend=chosen, runner=runner, max_batch=runner.max_batch)
     onnx_path, prec = _ort_graph(path, is_dir, modality, precision, chosen, verbose)
     cache = (path if is_dir else path.parent) / "engines" / "ort-trt-cache"

@@ -15,6 +15,7 @@ parse ONNX -> configure (flags, workspace, profile, timing cache) -> build -> sa
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -34,6 +35,7 @@ __all__ = [
     "EngineKey",
     "EngineMismatchError",
     "build_command",
+    "built_engines",
     "check_engine_key",
     "engine_path",
     "key_mismatches",
@@ -114,12 +116,29 @@ def read_l4t_release(path: str | os.PathLike[str] | None = None) -> str | None:
 
 
 # -- paths and commands -------------------------------------------------------------------------
-def engine_path(model: str | os.PathLike[str], modality: str, precision: str, is_dir: bool = True) -> Path:
-    """<dir>/engines/<modality>.<precision>.engine; for a single foreign ONNX, engines/ beside it."""
+def engine_path(model: str | os.PathLike[str], modality: str, precision: str, is_dir: bool = True,
+                dla_core: int | None = None) -> Path:
+    """<dir>/engines/<modality>.<precision>.engine; for a single foreign ONNX, engines/ beside it.
+    An engine built for DLA core N is <modality>.<precision>.dla<N>.engine, so it never replaces
+    the GPU engine of the same precision."""
     model = Path(model)
+    dla = "" if dla_core is None else f".dla{int(dla_core)}"
     if is_dir:
-        return model / "engines" / f"{modality}.{precision}.engine"
-    return model.parent / "engines" / f"{model.stem}.{precision}.engine"
+        return model / "engines" / f"{modality}.{precision}{dla}.engine"
+    return model.parent / "engines" / f"{model.stem}.{precision}{dla}.engine"
+
+
+def built_engines(model: str | os.PathLike[str], modality: str, precision: str, is_dir: bool = True,
+                  dla_core: int | None = None) -> list[Path]:
+    """The engines built for (modality, precision) that exist: with ``dla_core`` only that core's;
+    without, the GPU engine first, then each DLA core's (so a DLA-only build still runs)."""
+    if dla_core is not None:
+        return [p for p in [engine_path(model, modality, precision, is_dir, dla_core)] if p.is_file()]
+    gpu = engine_path(model, modality, precision, is_dir)
+    stem = gpu.name[: -len(".engine")]
+    dla = sorted(p for p in gpu.parent.glob(f"{glob.escape(stem)}.dla*.engine")
+                 if re.fullmatch(r"dla\d+", p.name[len(stem) + 1: -len(".engine")]))
+    return [p for p in [gpu, *dla] if p.is_file()]
 
 
 def sidecar_path(engine: str | os.PathLike[str]) -> Path:

@@ -9,7 +9,8 @@ FP16 / INT8 builder flags       needed by weakly typed networks before 11; remov
 OBEY_PRECISION_CONSTRAINTS      from 8.2 (replaced STRICT_TYPES); removed in 11 (strong typing always)
 layer precision / output type   honoured in weakly typed networks only (refused when strongly typed)
 DLA                             ``default_device_type`` / ``DLA_core`` / ``GPU_FALLBACK``; before 11 DLA
-                                runs fp16/int8 through the precision flags, from 11 through tensor types
+                                runs fp16/int8 through the precision flags, from 11 through tensor types;
+                                no explicit (Q/DQ) int8 on DLA in 8.x
 implicit INT8 calibrators       deprecated in 10, removed in 11 (we only build explicit Q/DQ graphs)
 workspace limit                 ``set_memory_pool_limit(WORKSPACE, n)`` from 8.4; ``max_workspace_size`` before
 build                           ``build_serialized_network`` (``build_engine`` removed in 10)
@@ -99,6 +100,13 @@ def has_implicit_int8_calibration(v: str) -> bool:
     return version(v) < version("11")
 
 
+def dla_has_explicit_quantization(v: str) -> bool:
+    """Explicit (Q/DQ) int8 on DLA: NVIDIA's TensorRT 8.x developer guide ("Working with DLA") has
+    none for DLA (int8 there comes from calibration or set dynamic ranges), so a Q/DQ graph is
+    refused for DLA before 9 rather than silently run on the GPU. No 9.x reached a Jetson."""
+    return version(v) >= version("9")
+
+
 def has_memory_pool_limit(v: str) -> bool:
     return version(v) >= version("8.4")
 
@@ -154,6 +162,9 @@ def build_plan(v: str, graph_precision: str, precision: str, dla: bool = False) 
             raise ValueError(f"{name} {p!r} is invalid; valid values: {', '.join(_WEAK_FLAGS)}")
     if dla and precision == "fp32":
         raise ValueError("DLA runs fp16 and int8 only; build --precision fp16 or int8 with --dla-core")
+    if dla and precision == "int8" and not dla_has_explicit_quantization(v):
+        raise ValueError(f"TensorRT {v} has no explicit (Q/DQ) int8 on DLA, and our int8 graph is Q/DQ; build --precision "
+                         f"fp16 with --dla-core, or int8 on the GPU (without --dla-core)")
     explicit = ("EXPLICIT_BATCH",) if needs_explicit_batch_flag(v) else ()
     if precision == graph_precision:
         if always_strongly_typed(v):

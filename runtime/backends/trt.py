@@ -38,6 +38,7 @@ class TrtRunner:
         t = tc.import_trt()
         self.cuda = cuda or load_cuda()
         self._runtime = t.Runtime(get_logger())
+        self.dla_core = dla_core
         if dla_core is not None:  # an engine built for DLA runs on the core the runtime names (IRuntime.DLA_core)
             self._runtime.DLA_core = int(dla_core)
         self.engine = tc.deserialize_engine(self._runtime, engine_bytes)
@@ -100,11 +101,12 @@ def _source_onnx(model: Path, is_dir: bool, modality: str, precision: str) -> Pa
 
 
 def open_trt_encoder_runner(model: str | os.PathLike[str], is_dir: bool, modality: str, precision: str,
-                            folder_spec: ModelSpec | None) -> tuple[TrtRunner, ModelSpec]:
-    """Load ``<model>/engines/<modality>.<precision>.engine`` after checking its key against this
-    device and the ONNX beside it; refuses a mismatch with the rebuild command."""
+                            folder_spec: ModelSpec | None, path: Path | None = None) -> tuple[TrtRunner, ModelSpec]:
+    """Load ``path`` (default ``<model>/engines/<modality>.<precision>.engine``) after checking its
+    key against this device and the ONNX beside it; refuses a mismatch with the rebuild command.
+    An engine built for DLA runs on the core its key records."""
     model = Path(model)
-    path = engine_path(model, modality, precision, is_dir)
+    path = path or engine_path(model, modality, precision, is_dir)
     key, spec, _payload = read_sidecar(path)
     cuda = load_cuda()
     device = cuda.device()

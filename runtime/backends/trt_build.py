@@ -91,8 +91,9 @@ def check_dla(builder: trt.Builder, core: int | None) -> None:
         return
     n = tc.dla_cores(builder)
     if n == 0:
-        raise ValueError(f"--dla-core {core}: this device has no DLA (TensorRT reports 0 DLA cores; DLA exists on "
-                         f"Jetson AGX Orin and Orin NX, not on Orin Nano, Thor or discrete GPUs); build without --dla-core")
+        raise ValueError(f"--dla-core {core}: this device has no DLA (TensorRT reports 0 DLA cores; DLA exists on Jetson "
+                         f"AGX Orin and Orin NX, not on Orin Nano, Thor or discrete GPUs, and TensorRT 11 drives it on AGX "
+                         f"Orin only, from JetPack 7.2.2); build without --dla-core")
     if not 0 <= core < n:
         raise ValueError(f"--dla-core {core}: this device has {n} DLA core(s), numbered 0..{n - 1}")
 
@@ -122,7 +123,7 @@ def build_engine_file(req: BuildRequest) -> Path:
     v = str(t.__version__)
     device = load_cuda().device()
     plan = tc.build_plan(v, req.spec.precision, req.precision, dla=req.dla_core is not None)
-    out = engine_path(req.model, req.modality, req.precision, req.is_dir)
+    out = engine_path(req.model, req.modality, req.precision, req.is_dir, req.dla_core)  # DLA: its own file
     cache_path = req.timing_cache or timing_cache_path(out.parent, device.name, device.compute_capability, v)
     cache_in = cache_path.read_bytes() if cache_path.is_file() else None
 

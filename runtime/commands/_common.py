@@ -24,6 +24,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=INFERENCE_BACKEND_CHOICES, default="auto",
                    help="inference backend (auto: TensorRT engine if built, else the best ONNX Runtime provider)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's)")
+    p.add_argument("--dla-core", type=int, default=None, metavar="N",
+                   help="run the TensorRT engine built for DLA core N (`build --dla-core N`; default: the GPU engine, "
+                        "else a DLA one)")
 
 
 def add_index_arguments(p: argparse.ArgumentParser) -> None:
@@ -136,5 +139,5 @@ class Encoders:
 
             self._open[modality] = open_encoder(self.model, modality=modality, precision=self.args.precision,
                                                 backend=self.args.backend, verbose=self.verbose,
-                                                threads=self.args.threads)
+                                                threads=self.args.threads, dla_core=getattr(self.args, "dla_core", None))
         return self._open[modality]

@@ -26,8 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="timing cache file, reused and updated (default: engines/timing-<gpu>-<trt>.cache)")
     p.add_argument("--modality", default="rgb,ir", help="comma-separated encoders to build (default rgb,ir)")
     p.add_argument("--dla-core", type=int, default=None, metavar="N",
-                   help="build for DLA core N (Jetson AGX Orin / Orin NX) with GPU fallback for the layers DLA cannot "
-                        "run; the profile is one fixed batch (--max-batch; smaller calls are padded); fp16/int8 only")
+                   help="build for DLA core N (Jetson AGX Orin and Orin NX; with TensorRT 11, AGX Orin on JetPack 7.2.2+) "
+                        "with GPU fallback for the layers DLA cannot run; the profile is one fixed batch (--max-batch; "
+                        "smaller calls are padded); fp16/int8 only; engines/<m>.<precision>.dla<N>.engine")
     p.add_argument("--detailed-profile", action="store_true",
                    help="keep each layer's precision and formats in the engine (read them with TensorRT's engine inspector)")
     p.add_argument("--verbose", action="store_true", help="TensorRT's verbose builder log")
@@ -48,13 +49,19 @@ def _modalities(text: str) -> list[str]:
     return mods
 
 
-def auto_precision(model: Path, modality: str, dla: bool) -> str:
+def auto_precision(model: Path, modality: str, dla_trt_version: str | None = None) -> str:
     """--precision auto for a build: the fastest graph the export has for TensorRT (int8 > fp16 >
-    fp32), the same rule as the native `irreid-edge-native build`; DLA runs fp16 and int8 only."""
+    fp32), the same rule as the native `irreid-edge-native build`. ``dla_trt_version``: a DLA build
+    with that TensorRT, which runs fp16 and int8 only, and int8 (Q/DQ) only from TensorRT 9."""
     from ..model_dir import model_file
     from ..spec import SpecError
+    from ..trt_compat import dla_has_explicit_quantization
 
-    order = [p for p in ENGINE_PRECISION_ORDER if not (dla and p == "fp32")]
+    dla = dla_trt_version is not None
+    skip = {"fp32"} if dla else set()
+    if dla_trt_version is not None and not dla_has_explicit_quantization(dla_trt_version):
+        skip.add("int8")
+    order = [p for p in ENGINE_PRECISION_ORDER if p not in skip]
     for prec in order:
         if model_file(model, modality, prec, "trt").is_file():
             return prec
@@ -68,6 +75,7 @@ def _requests(args: argparse.Namespace) -> list[object]:
     from ..backends.trt_build import BuildRequest
     from ..encoder import onnx_spec, read_onnx_metadata, resolve_onnx
     from ..model_dir import default_model_dir, read_model_dir_specs
+    from ..trt_compat import import_trt
 
     model = Path(args.model) if args.model else default_model_dir()
     common = {"max_batch": args.max_batch, "opt_batch": args.opt_batch, "workspace_mb": args.workspace,
@@ -78,11 +86,12 @@ def _requests(args: argparse.Namespace) -> list[object]:
         precision = spec.precision if args.precision == "auto" else args.precision  # auto: the graph's own
         return [BuildRequest(model, False, spec.modality, precision, model, spec, **common)]
     specs = read_model_dir_specs(model)
+    dla_version = None if args.dla_core is None else str(import_trt().__version__)
     out: list[object] = []
     for m in _modalities(args.modality):
         if m not in specs:
             raise ValueError(f"{model}/spec.json has no {m!r} encoder; pass --modality {','.join(specs)}")
-        wanted = auto_precision(model, m, args.dla_core is not None) if args.precision == "auto" else args.precision
+        wanted = auto_precision(model, m, dla_version) if args.precision == "auto" else args.precision
         if args.precision == "auto":
             print(f"irreid-edge: {m} encoder: building {wanted} (auto: the fastest graph exported)", file=sys.stderr)
         path, prec = resolve_onnx(model, m, wanted, "trt", fallback=False)

@@ -35,20 +35,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gie-id", type=int, default=2, help="this model's gie-unique-id")
     p.add_argument("--operate-on-gie-id", type=int, default=1, help="the detector whose objects are embedded")
     p.add_argument("--class-ids", default="0", help="detector classes to embed, ';'-separated (default 0: person)")
+    p.add_argument("--dla-core", type=int, default=None, metavar="N",
+                   help="use the engine built for DLA core N (`irreid-edge build --dla-core N`); default: the GPU "
+                        "engine, else a DLA one")
     p.add_argument("--out", required=True, help="config file to write (.txt)")
 
 
-def _files(model: Path, modality: str, precision: str) -> tuple[Path, Path | None, str]:
-    """(onnx, engine or None, precision) for the config."""
+def _files(model: Path, modality: str, precision: str, dla_core: int | None = None) -> tuple[Path, Path | None, str]:
+    """(onnx, engine or None, precision) for the config; per precision the GPU engine, else a DLA one
+    (``dla_core``: that core's only), as the runtime picks them (runtime.engine.built_engines)."""
     from ..choices import ENGINE_PRECISION_ORDER
     from ..encoder import resolve_onnx
-    from ..engine import engine_path
+    from ..engine import built_engines
 
     is_dir = model.is_dir()
     order = ENGINE_PRECISION_ORDER if precision == "auto" else (precision,)
     for prec in order:
-        eng = engine_path(model, modality, prec, is_dir)
-        if eng.is_file():
+        for eng in built_engines(model, modality, prec, is_dir, dla_core):
             onnx = resolve_onnx(model, modality, prec, "trt", fallback=False)[0] if is_dir else model
             return onnx, eng, prec
     prec = "fp32" if precision == "auto" else precision
@@ -68,7 +71,9 @@ def _scaling(spec: Any) -> tuple[float, list[float]]:
 
 
 def render(spec: Any, onnx: Path, engine: Path | None, precision: str, args: argparse.Namespace,
-           base: Path) -> str:
+           base: Path, dla_core: int | None = None) -> str:
+    """``dla_core``: the engine was built for that DLA core; nvinfer must load it there
+    (``enable-dla=1``, ``use-dla-core=N``), or it deserialises it for the GPU."""
     scale, offsets = _scaling(spec)
     rel = lambda p: os.path.relpath(p.resolve(), base.resolve())  # noqa: E731  nvinfer resolves paths from the config
     lines = ["# written by `irreid-edge deepstream-config`; nvinfer secondary model (per-object embeddings)",
@@ -77,7 +82,9 @@ def render(spec: Any, onnx: Path, engine: Path | None, precision: str, args: arg
     if engine is not None:
         lines.append(f"model-engine-file={rel(engine)}")
     lines += [f"infer-dims=3;{spec.input_height};{spec.input_width}", f"batch-size={args.batch_size}",
-              f"network-mode={NETWORK_MODE[precision]}", "network-type=100", "output-tensor-meta=1",
+              f"network-mode={NETWORK_MODE[precision]}",
+              *(["enable-dla=1", f"use-dla-core={dla_core}"] if dla_core is not None else []),
+              "network-type=100", "output-tensor-meta=1",
               "process-mode=2", f"gie-unique-id={args.gie_id}", f"operate-on-gie-id={args.operate_on_gie_id}",
               f"operate-on-class-ids={args.class_ids}", "maintain-aspect-ratio=0", "scaling-filter=1",
               "# output: one float tensor per object, "
@@ -93,19 +100,29 @@ def run(args: argparse.Namespace) -> int:
 
     positive(args.batch_size, "--batch-size")
     model = model_path(args)
-    onnx, engine, prec = _files(model, args.modality, args.precision)
+    if args.dla_core is not None and args.dla_core < 0:
+        from ..errors import UserError
+
+        raise UserError(f"--dla-core {args.dla_core} is invalid; DLA cores are numbered from 0")
+    onnx, engine, prec = _files(model, args.modality, args.precision, args.dla_core)
     folder = read_model_dir_specs(model).get(args.modality) if model.is_dir() else None
     spec = onnx_spec(onnx, read_onnx_metadata(onnx), folder, prec)
     if engine is None and prec != "fp32":
         print(f"irreid-edge: no {prec} engine built here; nvinfer will build one from {onnx.name} on first start")
+    dla_core = None
     if engine is not None:
         from ..engine import read_sidecar
 
-        top = read_sidecar(engine, verify_engine=False)[0].profile[2]
+        key = read_sidecar(engine, verify_engine=False)[0]
+        dla_core, (low, _, top) = key.dla_core, key.profile
         if args.batch_size > top:
             print(f"irreid-edge: warning: --batch-size {args.batch_size} is above {engine.name}'s profile max {top}; "
                   f"rebuild with `irreid-edge build --max-batch {args.batch_size}` or lower --batch-size")
+        elif dla_core is not None and args.batch_size != low:  # a DLA profile is one fixed batch
+            print(f"irreid-edge: warning: {engine.name} runs one fixed batch of {low} on DLA core {dla_core}; "
+                  f"pass --batch-size {low}, or rebuild with `irreid-edge build --dla-core {dla_core} --max-batch "
+                  f"{args.batch_size}`")
     out = Path(args.out)
-    atomic_write_text(out, render(spec, onnx, engine, prec, args, out.parent))
+    atomic_write_text(out, render(spec, onnx, engine, prec, args, out.parent, dla_core))
     print(f"wrote {out} ({args.modality} encoder, {prec}, {'engine ' + engine.name if engine else 'ONNX ' + onnx.name})")
     return 0

@@ -69,3 +69,22 @@ def test_per_channel_std_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtur
     onnx = make_tiny_onnx(tmp_path / "reid.onnx", make_tiny_spec("rgb", H, W, D, normalize="preprocess"))
     assert cli_main(["deepstream-config", "--model", str(onnx), "--out", str(tmp_path / "x.txt")]) == 2
     assert "one net-scale-factor" in capsys.readouterr().err
+
+
+def test_a_dla_engine_is_loaded_on_its_core(export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 29 item 5: nvinfer runs an engine on DLA only when told (enable-dla, use-dla-core), and a
+    DLA profile is one fixed batch."""
+    spec = make_tiny_spec("rgb", H, W, D).replace(precision="fp16")
+    write_engine(engine_path(export, "rgb", "fp16", dla_core=1), b"plan",
+                 EngineKey("0" * 64, "10.3.0.30", "Orin", "8.7", "fp16", (8, 8, 8), dla_core=1), spec, {})
+    out = tmp_path / "sgie.txt"
+    assert cli_main(["deepstream-config", "--model", str(export), "--out", str(out), "--batch-size", "8"]) == 0
+    cfg = _read(out)
+    assert (cfg["enable-dla"], cfg["use-dla-core"], cfg["network-mode"]) == ("1", "1", "2")
+    assert cfg["model-engine-file"].endswith("engines/rgb.fp16.dla1.engine")
+    assert "warning" not in capsys.readouterr().out
+    assert cli_main(["deepstream-config", "--model", str(export), "--out", str(out), "--batch-size", "4"]) == 0
+    assert "runs one fixed batch of 8 on DLA core 1" in capsys.readouterr().out
+    assert cli_main(["deepstream-config", "--model", str(export), "--out", str(out), "--dla-core", "0"]) == 0
+    cfg = _read(out)  # no engine for core 0: the graph, for nvinfer to build, and no DLA keys
+    assert "model-engine-file" not in cfg and "enable-dla" not in cfg

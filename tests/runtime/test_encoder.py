@@ -255,7 +255,7 @@ def test_auto_opens_the_fastest_engine_built_here(model_dir: Path, monkeypatch: 
     opened: list[str] = []
     refuse = {"int8"}
 
-    def fake_open(model, is_dir, modality, precision, folder):  # type: ignore[no-untyped-def]
+    def fake_open(model, is_dir, modality, precision, folder, path=None):  # type: ignore[no-untyped-def]
         opened.append(precision)
         if precision in refuse:
             raise EngineMismatchError(f"{precision}: built for another setup (GPU X (engine) != Orin (here))")
@@ -272,3 +272,37 @@ def test_auto_opens_the_fastest_engine_built_here(model_dir: Path, monkeypatch: 
     opened.clear()
     assert open_encoder(model_dir, "ir", precision="fp32", verbose=False).backend == "onnxruntime-cpu"
     assert opened == []
+
+
+def test_dla_engines_have_their_own_files_and_are_chosen(model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 29 item 5: per precision the GPU engine runs first, a DLA-only build still runs, and
+    --dla-core N (open_encoder(dla_core=N)) runs that core's engine; the rebuild hint names the core."""
+    from runtime.backends import trt as trt_backend
+    from runtime.engine import built_engines, engine_path
+
+    opened: list[str] = []
+
+    def fake_open(model, is_dir, modality, precision, folder, path=None):  # type: ignore[no-untyped-def]
+        opened.append(path.name)
+        runner = _FakeTrtRunner()
+        runner.dla_core = int(path.name.split(".dla")[1].split(".")[0]) if ".dla" in path.name else None  # type: ignore[attr-defined]
+        return runner, make_tiny_spec("ir", H, W, D).replace(precision=precision)
+
+    monkeypatch.setattr(trt_backend, "trt_unavailable_reason", lambda: None)
+    monkeypatch.setattr(trt_backend, "open_trt_encoder_runner", fake_open)
+    dla0 = engine_path(model_dir, "ir", "fp16", dla_core=0)
+    dla0.parent.mkdir(exist_ok=True)
+    dla0.write_bytes(b"plan")
+    (dla0.parent / "ir.fp16.dlaX.engine").write_bytes(b"not a core")  # not an engine name: ignored
+    assert built_engines(model_dir, "ir", "fp16") == [dla0]
+    open_encoder(model_dir, "ir", verbose=True)
+    assert opened == ["ir.fp16.dla0.engine"] and "DLA core 0" in capsys.readouterr().err
+    engine_path(model_dir, "ir", "fp16").write_bytes(b"plan")
+    opened.clear()
+    open_encoder(model_dir, "ir", verbose=False)
+    open_encoder(model_dir, "ir", verbose=False, dla_core=0)
+    assert opened == ["ir.fp16.engine", "ir.fp16.dla0.engine"]
+    e = open_encoder(model_dir, "ir", verbose=True, dla_core=1)  # none built for core 1: ONNX Runtime, with the hint
+    assert e.backend == "onnxruntime-cpu"
+    assert "no engine built for DLA core 1; run `irreid-edge build" in capsys.readouterr().err

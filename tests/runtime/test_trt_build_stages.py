@@ -132,12 +132,18 @@ def test_dla_build_uses_the_core_with_gpu_fallback_and_a_fixed_batch(trt_version
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(sys.modules["tensorrt"].Builder, "num_DLA_cores", 2)
     model = _folder(tmp_path)
+    assert cli_main(["build", "--model", str(model), "--modality", "ir"]) == 0  # the GPU engine first
+    gpu = engine_path(model, "ir", "fp16")
+    gpu_bytes = gpu.read_bytes()
     assert cli_main(["build", "--model", str(model), "--modality", "ir", "--dla-core", "1", "--max-batch", "4"]) == 0
-    rec = _record(engine_path(model, "ir", "fp16"))
+    dla = engine_path(model, "ir", "fp16", dla_core=1)
+    assert dla.name == "ir.fp16.dla1.engine"
+    assert gpu.read_bytes() == gpu_bytes  # issue 29 item 5: a DLA build no longer overwrites the GPU engine
+    rec = _record(dla)
     assert (rec["device"], rec["dla_core"]) == ("DLA", 1)
     assert "GPU_FALLBACK" in rec["flags"] and "FP16" in rec["flags"]  # before 11 DLA gets fp16 through the flag
     assert rec["profile"] == [[4, 3, H, W]] * 3
-    assert read_sidecar(engine_path(model, "ir", "fp16"))[0].dla_core == 1
+    assert read_sidecar(dla)[0].dla_core == 1 and read_sidecar(gpu)[0].dla_core is None
     assert cli_main(["build", "--model", str(model), "--modality", "ir", "--dla-core", "2"]) == 2
     assert "has 2 DLA core(s), numbered 0..1" in capsys.readouterr().err
     assert cli_main(["build", "--model", str(model), "--modality", "ir", "--dla-core", "0", "--precision", "fp32"]) == 2
@@ -186,3 +192,22 @@ def test_every_build_hint_names_a_precision_that_exists(trt_version: str, tmp_pa
     err = capsys.readouterr().err
     assert enc.backend == "onnxruntime-cpu" and "--precision auto --modality ir" in err and "fp16" not in err
     assert cli_main(["build", "--model", str(model), "--precision", "auto", "--modality", "ir"]) == 0
+
+
+@pytest.mark.parametrize("trt_version", ["8.5.2.2", "10.3.0.30"], indirect=True)
+def test_int8_on_dla_needs_explicit_quantisation(trt_version: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 29 item 5: TensorRT 8.x has no explicit (Q/DQ) int8 on DLA; our int8 graph is Q/DQ, so
+    int8 + --dla-core is refused there and `auto` builds fp16 for DLA; 10.x builds it."""
+    monkeypatch.setattr(sys.modules["tensorrt"].Builder, "num_DLA_cores", 2)
+    model = _plain_export(tmp_path, "fp16", "int8")
+    code = cli_main(["build", "--model", str(model), "--modality", "ir", "--dla-core", "0", "--precision", "int8"])
+    err = capsys.readouterr().err
+    assert cli_main(["build", "--model", str(model), "--modality", "ir", "--dla-core", "1"]) == 0  # auto
+    if trt_version.startswith("8."):
+        assert code == 2 and "no explicit (Q/DQ) int8 on DLA" in err and "--precision fp16 with --dla-core" in err
+        assert not engine_path(model, "ir", "int8", dla_core=0).exists()
+        assert engine_path(model, "ir", "fp16", dla_core=1).is_file()  # auto skipped the int8 graph
+    else:
+        assert code == 0 and engine_path(model, "ir", "int8", dla_core=0).is_file()
+        assert engine_path(model, "ir", "int8", dla_core=1).is_file()

@@ -88,8 +88,8 @@ def test_obey_precision_constraints_exists_from_8_2_until_11(v: str, has: bool) 
 @pytest.mark.parametrize(("v", "graph", "plan"), [
     # before 11 DLA gets fp16/int8 through the weak precision flags, plus GPU fallback
     ("10.3.0.30", "fp16", BuildPlan((), ("FP16", "OBEY_PRECISION_CONSTRAINTS", "GPU_FALLBACK"), False)),
-    ("8.5.2.2", "int8", BuildPlan(("EXPLICIT_BATCH",), ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS", "GPU_FALLBACK"),
-                                  False)),
+    ("8.5.2.2", "fp16", BuildPlan(("EXPLICIT_BATCH",), ("FP16", "OBEY_PRECISION_CONSTRAINTS", "GPU_FALLBACK"), False)),
+    ("10.3.0.30", "int8", BuildPlan((), ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS", "GPU_FALLBACK"), False)),
     # 11: strongly typed (the graph's types), only the fallback flag
     ("11.4.1", "fp16", BuildPlan((), ("GPU_FALLBACK",), True)),
 ])
@@ -136,3 +136,14 @@ def test_inspector_types_read_in_both_layouts(layer: dict) -> None:
     assert tc.inspector_tensor_type(conv["Outputs"][0]) == "fp16"
     assert tc.inspector_tensor_type({"DataType": "Float"}) == "fp32"
     assert tc.inspector_tensor_type({"Format/Datatype": "N/A due to dynamic shapes"}) == ""
+
+
+@pytest.mark.parametrize(("v", "has"), [("8.5.2.2", False), ("8.6.2.3", False), ("10.3.0.30", True), ("11.4.1", True)])
+def test_int8_q_dq_on_dla_is_refused_before_9(v: str, has: bool) -> None:
+    """Issue 29 item 5: NVIDIA's 8.x guide has no explicit quantisation on DLA."""
+    assert tc.dla_has_explicit_quantization(v) is has
+    if has:
+        assert "GPU_FALLBACK" in build_plan(v, "int8", "int8", dla=True).builder_flags
+    else:
+        with pytest.raises(ValueError, match=r"no explicit \(Q/DQ\) int8 on DLA.*--precision fp16 with --dla-core"):
+            build_plan(v, "int8", "int8", dla=True)
