@@ -42,7 +42,7 @@ std::string read_bytes(const std::string& path, const std::string& rebuild) {
 class TrtEncoder : public Encoder {
 public:
     TrtEncoder(const std::string& model_dir, const std::string& modality, const std::string& precision) {
-        const std::string engine = engine_file(model_dir, modality, precision);
+        const std::string engine = find_engine(model_dir, modality, precision);  // the GPU engine, else a DLA one
         const std::string sidecar = engine + ".json";
         const std::string rebuild = native_build_command(model_dir, modality, precision);
         const std::string blob = read_bytes(engine, rebuild);
@@ -61,12 +61,16 @@ public:
             }
             spec_ = ModelSpec::from_json(side.at("spec"), sidecar);
             max_batch_ = side.at("key").at("profile").at(2).get<int>();
+            run_ = engine_run(side.at("key"));
         } catch (const nlohmann::json::exception& e) {
             throw Error(sidecar + ": malformed (" + e.what() + "); rebuild the engine with `" + rebuild + "`");
         }
 
         runtime_.reset(nvinfer1::createInferRuntime(logger()));
         if (!runtime_) throw Error("TensorRT: cannot create a runtime");
+        // An engine built for DLA runs on the core the runtime names before deserialising
+        // (IRuntime::setDLACore), as runtime/backends/trt.py does with IRuntime.DLA_core.
+        if (run_.dla_core >= 0) runtime_->setDLACore(run_.dla_core);
         engine_.reset(runtime_->deserializeCudaEngine(blob.data(), blob.size()));
         if (!engine_) throw Error(engine + ": TensorRT could not deserialise it; rebuild it with `" + rebuild + "`");
         // The exports keep float32 I/O around fp16/int8 bodies (export/fp16.py); this backend copies
@@ -88,6 +92,12 @@ public:
     std::vector<float> embed(const std::vector<float>& batch, int n) override {
         const int h = spec_.input_height, w = spec_.input_width, d = spec_.embedding_dim;
         if (n <= 0 || n > max_batch_) throw Error("batch " + std::to_string(n) + " is outside the engine's profile (1.." + std::to_string(max_batch_) + ")");
+        if (run_.fixed_batch > 0 && n < run_.fixed_batch) {
+            // a fixed-batch engine (every DLA engine): pad with zero images, keep the first n rows
+            std::vector<float> out = embed(pad_batch(batch, n, run_.fixed_batch, static_cast<size_t>(3) * h * w), run_.fixed_batch);
+            out.resize(static_cast<size_t>(n) * d);
+            return out;
+        }
         const size_t in_bytes = static_cast<size_t>(n) * 3 * h * w * sizeof(float), out_bytes = static_cast<size_t>(n) * d * sizeof(float);
         reserve(input_, input_cap_, in_bytes);
         reserve(output_, output_cap_, out_bytes);
@@ -113,6 +123,7 @@ private:
 
     ModelSpec spec_;
     int max_batch_ = 1;
+    EngineRun run_;
     // Declaration order = reverse destruction order: the context goes before its engine, the engine before the runtime.
     std::unique_ptr<nvinfer1::IRuntime> runtime_;
     std::unique_ptr<nvinfer1::ICudaEngine> engine_;

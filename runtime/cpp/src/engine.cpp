@@ -51,8 +51,33 @@ void check_precision_option(const std::string& value) {
     throw Error("--precision '" + value + "' is invalid; valid values: auto, fp32, fp16, int8");
 }
 
-std::string engine_file(const std::string& model_dir, const std::string& modality, const std::string& precision) {
-    return model_dir + "/engines/" + modality + "." + precision + ".engine";
+std::string engine_file(const std::string& model_dir, const std::string& modality, const std::string& precision, int dla_core) {
+    const std::string dla = dla_core >= 0 ? ".dla" + std::to_string(dla_core) : "";
+    return model_dir + "/engines/" + modality + "." + precision + dla + ".engine";
+}
+
+std::string find_engine(const std::string& model_dir, const std::string& modality, const std::string& precision) {
+    const std::string gpu = engine_file(model_dir, modality, precision);
+    if (file_exists(gpu)) return gpu;
+    for (int core = 0; core < 16; ++core)  // Orin has two DLA cores; TensorRT numbers them from 0
+        if (file_exists(engine_file(model_dir, modality, precision, core))) return engine_file(model_dir, modality, precision, core);
+    return gpu;
+}
+
+EngineRun engine_run(const nlohmann::json& key) {
+    EngineRun run;
+    if (key.contains("dla_core") && key["dla_core"].is_number_integer()) run.dla_core = key["dla_core"].get<int>();
+    const auto& profile = key.at("profile");
+    if (profile.at(0).get<int>() == profile.at(2).get<int>()) run.fixed_batch = profile.at(0).get<int>();
+    return run;
+}
+
+std::vector<float> pad_batch(const std::vector<float>& batch, int n, int to, size_t per_image) {
+    if (n < 0 || n > to || batch.size() < static_cast<size_t>(n) * per_image)
+        throw Error("batch " + std::to_string(n) + " cannot be padded to " + std::to_string(to));
+    std::vector<float> out(static_cast<size_t>(to) * per_image, 0.0f);  // (to, 3, H, W), zeros past n
+    std::copy(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(n) * per_image), out.begin());
+    return out;
 }
 
 std::string trt_graph_file(const std::string& model_dir, const std::string& modality, const std::string& precision) {
@@ -112,7 +137,7 @@ std::vector<std::string> key_mismatches(const nlohmann::json& key, const DeviceF
 
 std::string engine_problem(const std::string& model_dir, const std::string& modality, const std::string& precision,
                            const DeviceFacts& here) {
-    const std::string engine = engine_file(model_dir, modality, precision);
+    const std::string engine = find_engine(model_dir, modality, precision);
     if (!file_exists(engine)) return "not built";
     std::ifstream f(engine + ".json");
     if (!f) return "no sidecar " + base_name(engine) + ".json";
@@ -134,7 +159,7 @@ PrecisionChoice choose_run_precision(const std::string& model_dir, const std::st
     check_precision_option(requested);
     if (requested != "auto") {
         const std::string graph = trt_graph_file(model_dir, modality, requested);
-        if (!file_exists(graph) && !file_exists(engine_file(model_dir, modality, requested)))
+        if (!file_exists(graph) && !file_exists(find_engine(model_dir, modality, requested)))
             throw Error(model_dir + ": has no " + requested + " graph for " + modality + " (" + base_name(graph) + ") and no " + requested +
                         " engine; export it with " + export_hint(requested) + ", or use --precision auto");
         return {requested, "as requested"};

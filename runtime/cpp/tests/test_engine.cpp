@@ -203,3 +203,26 @@ TEST_CASE("fp32_region_of_a_weakly_typed_build") {
     };
     CHECK(irreid::fp32_layer_indices(layers) == std::vector<int>{2, 3, 4, 5, 7});
 }
+
+TEST_CASE("dla_engines_have_their_own_file_core_and_fixed_batch") {
+    // Issue 29 item 5: a DLA build writes <m>.<p>.dla<N>.engine (runtime/engine.py), the native runtime
+    // finds it when no GPU engine is built, sets its core and pads to its fixed batch.
+    const std::string dir = model_dir("dla_engine", {"ir.onnx", "ir.fp16.onnx"});
+    CHECK_EQ(irreid::engine_file(dir, "ir", "fp16", 1), dir + "/engines/ir.fp16.dla1.engine");
+    CHECK_EQ(irreid::find_engine(dir, "ir", "fp16"), dir + "/engines/ir.fp16.engine");  // none built: the GPU name
+    write(irreid::engine_file(dir, "ir", "fp16", 1), "plan");
+    CHECK_EQ(irreid::find_engine(dir, "ir", "fp16"), dir + "/engines/ir.fp16.dla1.engine");
+    CHECK_EQ(irreid::engine_problem(dir, "ir", "fp16", kOrin), std::string("no sidecar ir.fp16.dla1.engine.json"));
+    write(irreid::engine_file(dir, "ir", "fp16"), "plan");
+    CHECK_EQ(irreid::find_engine(dir, "ir", "fp16"), dir + "/engines/ir.fp16.engine");  // the GPU engine first
+
+    const auto dla = irreid::engine_run(nlohmann::json{{"profile", {8, 8, 8}}, {"dla_core", 1}});
+    CHECK_EQ(dla.dla_core, 1);
+    CHECK_EQ(dla.fixed_batch, 8);
+    const auto gpu = irreid::engine_run(nlohmann::json{{"profile", {1, 8, 32}}, {"dla_core", nullptr}});
+    CHECK_EQ(gpu.dla_core, -1);
+    CHECK_EQ(gpu.fixed_batch, 0);
+    const std::vector<float> two = {1, 2, 3, 4, 5, 6};  // 2 images of 3 floats
+    CHECK_EQ(irreid::pad_batch(two, 2, 4, 3), std::vector<float>({1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, 0}));
+    CHECK_THROWS_CONTAINING(irreid::pad_batch(two, 2, 1, 3), "cannot be padded");
+}

@@ -33,7 +33,21 @@ std::optional<std::string> read_l4t_release(const std::string& path = "/etc/nv_t
 // runtime.engine.memory_gib(): Python's round() of bytes / 2^30 (half to even).
 int memory_gib(double total_bytes);
 
-std::string engine_file(const std::string& model_dir, const std::string& modality, const std::string& precision);
+// dla_core >= 0: the engine `irreid-edge build --dla-core N` writes, <modality>.<precision>.dla<N>.engine.
+std::string engine_file(const std::string& model_dir, const std::string& modality, const std::string& precision, int dla_core = -1);
+// The engine to run for (modality, precision): the GPU engine when built, else the first DLA core's
+// (runtime.engine.built_engines' order); the GPU engine's path when none is built.
+std::string find_engine(const std::string& model_dir, const std::string& modality, const std::string& precision);
+
+// How an engine must run, from its sidecar key: the DLA core it was built for (-1: the GPU) and its
+// fixed batch (min == max of the profile, as every DLA engine has; 0: dynamic).
+struct EngineRun {
+    int dla_core = -1;
+    int fixed_batch = 0;
+};
+EngineRun engine_run(const nlohmann::json& key);
+// n images of per_image floats, zero-padded to `to` images (a fixed-batch engine fed fewer).
+std::vector<float> pad_batch(const std::vector<float>& batch, int n, int to, size_t per_image);
 // The graph TensorRT builds for a precision (runtime.model_dir.model_file(..., target="trt")).
 std::string trt_graph_file(const std::string& model_dir, const std::string& modality, const std::string& precision);
 // `irreid-edge-native build ...` for one encoder: the fix named in every "no engine" message.
