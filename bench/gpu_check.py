@@ -1,10 +1,16 @@
-"""Batch-1 / batch-32 latency of an exported encoder: ONNX Runtime CPU vs PyTorch CUDA fp16.
+"""Batch-1 / batch-32 latency of an exported encoder: ONNX Runtime providers x exported precisions vs PyTorch CUDA fp16.
 
 Run by bench/gpu_check.sh on a lent GPU machine (PyTorch CUDA + ONNX Runtime, usually no TensorRT).
 Without an exported model it builds one: ``train.models.create_model(<arch>, num_classes=0)`` with
 random weights, exports the chosen modality's encoder to ONNX (raw 0-255 input, normalisation inside),
 and times that. The same random weights then run in PyTorch, so the table also reports the cosine
 between PyTorch CUDA fp16 and ONNX Runtime fp32 embeddings (a parity check, not only a speed one).
+
+With an export folder (``--model DIR``: pass the real-photo export, issue 29), every precision it
+exported (fp32, fp16, int8 for TensorRT, int8-cpu) runs on each ONNX Runtime provider present
+(CUDA, TensorRT when the wheel carries it, CPU at batch 1 only), each row with its worst cosine to
+ONNX Runtime CPU fp32 on the same images; then `irreid-edge index` + `match` and `serve` (one
+/match request) run on the GPU provider through the real CLI.
 
     python bench/gpu_check.py [--model DIR] [--arch dat_resnet50] [--batches 1,32] [--dry-run]
 
@@ -45,6 +51,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-s", type=float, default=420.0, help="skip rows once this much time has passed")
     p.add_argument("--out", help="write the results as JSON here (default: $OUT/gpu_check.json when $OUT is set)")
     p.add_argument("--dry-run", action="store_true", help="CPU only, dat_resnet18 at 128x64, 2 iterations")
+    p.add_argument("--skip-cli", action="store_true", help="skip the `irreid-edge match` / `serve` check")
+    p.add_argument("--gallery", help="image folder for the match/serve check (default: ../shared/data/llvip-dev/ir "
+                                     "or vis, as --modality, when present, else synthetic images)")
     return p
 
 
@@ -62,7 +71,8 @@ def _time(fn: Callable[[], Any], iters: int, warmup: int, sync: Callable[[], Non
 
 
 def build_model_dir(arch: str, modality: str, height: int, width: int, folder: Path) -> tuple[Path, Any]:
-    """Random-weight encoder -> <folder>/<modality>.onnx + spec.json; returns (folder, torch encoder)."""
+    """Random-weight model -> <folder>/rgb.onnx, ir.onnx + spec.json (both encoders: `serve` opens
+    both); returns (folder, the torch encoder of ``modality``)."""
     import onnx
     import torch
 
@@ -72,19 +82,22 @@ def build_model_dir(arch: str, modality: str, height: int, width: int, folder: P
 
     torch.manual_seed(0)
     net = create_model(arch, num_classes=0).eval()
-    enc = net.encoder(modality).eval()
     x = torch.rand(2, 3, height, width) * 255  # raw 0-255, the model input convention
-    with torch.inference_mode():
-        dim = int(enc(x).shape[1])
-    path = folder / f"{modality}.onnx"
-    export_onnx(enc, x, path)
-    spec = ModelSpec(name=arch, modality=modality, input_height=height, input_width=width, embedding_dim=dim,
-                     stripes=net.stripes, opset=17, extra={"weights": "random (bench/gpu_check.py)"})
-    model = onnx.load(str(path))
-    set_onnx_metadata(model, spec)
-    onnx.save(model, str(path))
-    write_model_dir_specs(folder, {modality: spec.replace(onnx_sha256=file_sha256(path))})
-    return folder, enc
+    specs = {}
+    for m in ("rgb", "ir"):
+        enc = net.encoder(m).eval()
+        with torch.inference_mode():
+            dim = int(enc(x).shape[1])
+        path = folder / f"{m}.onnx"
+        export_onnx(enc, x, path)
+        spec = ModelSpec(name=arch, modality=m, input_height=height, input_width=width, embedding_dim=dim,
+                         stripes=net.stripes, opset=17, extra={"weights": "random (bench/gpu_check.py)"})
+        model = onnx.load(str(path))
+        set_onnx_metadata(model, spec)
+        onnx.save(model, str(path))
+        specs[m] = spec.replace(onnx_sha256=file_sha256(path))
+    write_model_dir_specs(folder, specs)
+    return folder, net.encoder(modality).eval()
 
 
 def export_onnx(enc: Any, x: Any, path: Path) -> None:
@@ -192,15 +205,155 @@ def environment() -> dict[str, Any]:
     return env
 
 
+# -- every exported precision on every ONNX Runtime provider present, with parity to fp32 -------------
+#: (precision, graph target) pairs an export may hold (runtime.model_dir.model_file)
+_GRAPHS = (("fp32", "cpu"), ("fp16", "cpu"), ("int8", "cpu"), ("int8", "trt"))
+
+
+def _images(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth images (blurred noise): nearer to photos than white noise for a parity figure."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, (n, 3, max(h // 8, 1), max(w // 8, 1)))
+    x = coarse.repeat(8, axis=2).repeat(8, axis=3)[:, :, :h, :w]  # (N, 3, H, W)
+    return np.clip(x + rng.normal(0, 10, x.shape), 0, 255).astype(np.float32)
+
+
+def _worst_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float(np.min(np.sum(a * b, axis=1)))
+
+
+def precision_rows(model_dir: Path, args: argparse.Namespace, batches: list[int],
+                   deadline: float) -> list[dict[str, Any]]:
+    """One row per (provider, exported graph, batch): latency and worst cosine to ORT CPU fp32.
+    The TensorRT provider gets the TensorRT graphs (fp16, int8), CUDA/CPU the CPU graphs."""
+    from runtime.backends.ort import available_providers
+    from runtime.encoder import open_encoder
+    from runtime.model_dir import model_file
+
+    providers = available_providers()
+    backends = [b for b, p in (("onnxruntime-tensorrt", "TensorrtExecutionProvider"),
+                               ("onnxruntime-cuda", "CUDAExecutionProvider")) if p in providers]
+    backends.append("onnxruntime-cpu")
+    ref = open_encoder(model_dir, args.modality, "fp32", backend="onnxruntime-cpu", verbose=False, threads=args.threads)
+    h, w = ref.spec.input_height, ref.spec.input_width
+    probe = _images(8, h, w, seed=7)
+    want = ref.embed(probe)
+    rows: list[dict[str, Any]] = []
+    for backend in backends:
+        for prec, target in _GRAPHS:
+            on_trt = backend == "onnxruntime-tensorrt"
+            if (target == "trt") != (on_trt and prec == "int8") or not model_file(model_dir, args.modality, prec, target).is_file():
+                continue  # the TensorRT provider takes the TensorRT int8 graph; the others the int8-cpu one
+            name = f"{backend} {prec}{'-cpu' if prec == 'int8' and target == 'cpu' else ''}"
+            if time.perf_counter() > deadline:
+                rows.append({"backend": name, "batch": batches[0], "skipped": "time budget"})
+                continue
+            try:
+                enc = open_encoder(model_dir, args.modality, prec, backend=backend, verbose=False, threads=args.threads)
+                cosine = _worst_cosine(enc.embed(probe), want)
+            except Exception as e:  # one provider/graph failing must not lose the other rows
+                rows.append({"backend": name, "batch": batches[0], "skipped": f"{type(e).__name__}: {e}"[:160]})
+                continue
+            for b in batches[:1] if backend == "onnxruntime-cpu" else batches:  # the CPU: batch 1 only
+                x = _images(b, h, w, seed=b)
+                iters = max(2, args.iters // (4 if b > 1 else 1))
+                row = _row(name, b, _time(lambda e=enc, x=x: e.embed(x), iters, 1 if args.dry_run else args.warmup))
+                rows.append({**row, "ran_on": enc.backend, "cosine_to_fp32": round(cosine, 5)})
+    return rows
+
+
+# -- the product path on the GPU: irreid-edge index + match, and serve --------------------------------
+def _gallery(args: argparse.Namespace, spec: Any, folder: Path) -> Path:
+    shared = ROOT.parent / "shared" / "data" / "llvip-dev" / ("ir" if args.modality == "ir" else "vis")
+    src = Path(args.gallery) if args.gallery else (shared if shared.is_dir() else None)
+    if src is not None:
+        return src
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        arr = rng.integers(0, 256, (spec.input_height, spec.input_width, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(folder / f"{i:03d}.jpg")
+    return folder
+
+
+def cli_checks(model_dir: Path, args: argparse.Namespace, backend: str, spec: Any) -> dict[str, Any]:
+    """`irreid-edge index` + `match --json` in this process and `serve` in a subprocess (one /match),
+    all with ``backend`` and --modality for probe and gallery (an export may hold one encoder only);
+    returns what ran and how long, never raises."""
+    import contextlib
+    import io
+    import shutil
+    import socket
+    import subprocess
+    import urllib.request
+
+    from runtime.cli import main as cli_main
+
+    out: dict[str, Any] = {"backend": backend}
+    with tempfile.TemporaryDirectory(prefix="gpu_check_gallery_") as tmp:
+        gallery = Path(tmp) / "gallery"
+        shutil.copytree(_gallery(args, spec, Path(tmp)), gallery, ignore=shutil.ignore_patterns(".irreid"))
+        probe = sorted(p for p in gallery.iterdir() if p.suffix.lower() in (".jpg", ".png"))[0]
+        common = ["--model", str(model_dir), "--backend", backend, "--gallery-modality", args.modality]
+        try:
+            t0 = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                out["index_rc"] = cli_main(["index", "--gallery", str(gallery), *common, "--quiet"])
+            out["index_s"] = round(time.perf_counter() - t0, 2)
+            buf = io.StringIO()
+            t0 = time.perf_counter()
+            with contextlib.redirect_stdout(buf):
+                out["match_rc"] = cli_main(["match", "--probe", str(probe), "--gallery", str(gallery),
+                                            "--probe-modality", args.modality, "--top-k", "3", "--json", *common])
+            out["match_s"] = round(time.perf_counter() - t0, 2)
+            out["match_backend"] = json.loads(buf.getvalue() or "{}").get("backend")
+        except Exception as e:
+            out["match_error"] = f"{type(e).__name__}: {e}"[:200]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [sys.executable, "-c", "import sys; from runtime.cli import main; sys.exit(main())", "serve", "--gallery",
+               str(gallery), "--port", str(port), "--quiet", *common]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            t0, status = time.perf_counter(), None
+            while time.perf_counter() - t0 < 180 and proc.poll() is None and status is None:
+                try:
+                    req = urllib.request.Request(f"http://127.0.0.1:{port}/match?modality={args.modality}&top_k=3",
+                                                 data=probe.read_bytes(), method="POST",
+                                                 headers={"Content-Type": "application/octet-stream"})
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        status, body = r.status, json.loads(r.read())
+                        out["serve_top1"] = (body.get("results") or [{}])[0] if isinstance(body, dict) else None
+                except OSError:
+                    time.sleep(1)
+            out["serve_status"] = status
+            out["serve_ready_s"] = round(time.perf_counter() - t0, 1)
+        finally:
+            proc.terminate()
+            try:
+                log = proc.communicate(timeout=20)[0]
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                log = proc.communicate()[0]
+            out["serve_log_tail"] = log[-600:]
+    return out
+
+
 def print_table(rows: list[dict[str, Any]], env: dict[str, Any], cosine: float | None, model: str) -> None:
     print(f"\nmodel: {model}\nGPU: {env['gpu'] or 'none'} | torch {env['torch']} (CUDA {env['cuda']}) | "
           f"onnxruntime {env['onnxruntime']} {env['ort_providers']} | {env['cpu_count']} CPU cores")
-    print(f"{'backend':<20} {'batch':>5} {'median ms':>10} {'p90 ms':>8} {'img/s':>9}")
+    print(f"{'backend':<30} {'batch':>5} {'median ms':>10} {'p90 ms':>8} {'img/s':>9} {'cos fp32':>9}  ran on")
     for r in rows:
         if "skipped" in r:
-            print(f"{r['backend']:<20} {r['batch']:>5}   skipped: {r['skipped']}")
+            print(f"{r['backend']:<30} {r['batch']:>5}   skipped: {r['skipped']}")
         else:
-            print(f"{r['backend']:<20} {r['batch']:>5} {r['ms_median']:>10.2f} {r['ms_p90']:>8.2f} {r['img_per_s']:>9.1f}")
+            cos = f"{r['cosine_to_fp32']:.5f}" if "cosine_to_fp32" in r else "-"
+            print(f"{r['backend']:<30} {r['batch']:>5} {r['ms_median']:>10.2f} {r['ms_p90']:>8.2f} {r['img_per_s']:>9.1f} "
+                  f"{cos:>9}  {r.get('ran_on', '')}")
     if cosine is not None:
         which = "CUDA fp16" if env["gpu"] else "CPU fp32"
         print(f"parity: worst cosine PyTorch {which} vs ONNX Runtime fp32 = {cosine:.5f}")
@@ -235,13 +388,22 @@ def main(argv: list[str] | None = None) -> int:
     rows, ort_enc = ort_rows(model_dir, args, batches, deadline)
     t_rows, cosine = torch_rows(enc, spec, args, batches, deadline, ort_enc if same_weights else None)
     rows += t_rows
+    rows += precision_rows(model_dir, args, batches, deadline)
+    cli = None
+    if not args.skip_cli:
+        from runtime.backends.ort import available_providers
+
+        gpu = "onnxruntime-cuda" if "CUDAExecutionProvider" in available_providers() else "onnxruntime-cpu"
+        cli = cli_checks(model_dir, args, gpu, spec)
+        print(f"irreid-edge index/match/serve on {gpu}: " + json.dumps({k: v for k, v in cli.items()
+                                                                        if k != "serve_log_tail" or cli.get("serve_status") != 200}))
     if args.dry_run and torch.cuda.is_available():
         print("gpu_check: --dry-run measured the CPU rows only at small sizes", file=sys.stderr)
     env = environment()
     print_table(rows, env, cosine, f"{model_dir} ({spec.name}, {args.modality}, {spec.input_height}x{spec.input_width})")
     out = args.out or (os.path.join(os.environ["OUT"], "gpu_check.json") if os.environ.get("OUT") else None)
     if out:
-        Path(out).write_text(json.dumps({"env": env, "rows": rows, "cosine_torch_vs_ort_fp32": cosine,
+        Path(out).write_text(json.dumps({"env": env, "rows": rows, "cosine_torch_vs_ort_fp32": cosine, "cli": cli,
                                          "model": str(model_dir), "spec": spec.to_dict()}, indent=2))
     tmp.cleanup()
     return 0

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check: batch-1 and batch-32 latency of the exported encoder through ONNX Runtime CPU and
-# PyTorch CUDA fp16 (plus ONNX Runtime CUDA where onnxruntime-gpu is installed), printed as a table.
+# PyTorch CUDA fp16 (plus ONNX Runtime CUDA / TensorRT where onnxruntime-gpu carries them, on every
+# precision the export holds, each with its cosine to fp32), then index + match and serve on the GPU
+# provider, printed as a table. For the real-photo model pass its export: --model DIR.
 # Meant for a lent GPU machine with PyTorch CUDA + ONNX Runtime and no TensorRT; installs nothing.
 #
 #   bash bench/gpu_check.sh                 # newest export under ./runs, else a random dat_resnet50
