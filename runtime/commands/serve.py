@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; any other needs --token)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests whose Host header is NAME (the name clients or a reverse proxy "
+                        "use; repeat for several); others get 421, which defeats DNS rebinding")
     p.add_argument("--token", default=None,
                    help=f"bearer token clients must send (default: ${TOKEN_ENV}; prefer the variable: "
                         "a command line is visible to other users)")
@@ -44,11 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-window-ms", type=float, default=2.0,
                    help="how long the first image of a batch waits for others")
     p.add_argument("--max-connections", type=int, default=256,
-                   help="concurrent connections before new ones get 503")
+                   help="open connections; past it, the longest idle one is closed to make room, and a new one "
+                        "gets 503 only when all are being answered")
     p.add_argument("--search", choices=SEARCH_BACKENDS, default="auto",
                    help="exact search backend (int8: the int8 searcher kept in memory, rebuilt after writes)")
     p.add_argument("--no-refresh", action="store_true", help="serve the index as it is, without scanning the folder")
-    p.add_argument("--quiet", action="store_true", help="no access log")
+    p.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr, "
+                   "never the query string or a header)")
     add_model_arguments(p)
 
 
@@ -118,17 +124,55 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..serve.app import create_app
+        from ..serve.conn import guarded_protocol
+        from ..serve.edge import HostRule
     except ImportError as e:
         raise UserError(f"serve needs FastAPI and uvicorn ({e.name} is missing): "
                         "pip install 'irreid-edge[serve]'") from None
     if not Path(args.gallery).is_dir():
         raise UserError(f"{args.gallery}: gallery folder not found; create it (it may start empty)")
-    service = build_service(args)
-    app = create_app(service, token)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                            access_log=not args.quiet, limit_concurrency=args.max_connections,
+    sock = _listen(args.host, args.port)  # before anything says "serving": a port in use fails here
+    try:
+        service = build_service(args)
+    except BaseException:
+        sock.close()
+        raise
+    hosts = HostRule.for_bind(args.host, args.allow_host)
+    app = create_app(service, token, hosts, log=None if args.quiet else _log_line)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, limit_concurrency=None,
+                            http=guarded_protocol(args.max_connections, HEADER_TIMEOUT_S),
                             timeout_graceful_shutdown=30, server_header=False)
-    print(f"irreid-edge: serving http://{args.host}:{args.port}/ ({len(service.gallery)} gallery entries, "
+    port = sock.getsockname()[1]
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"irreid-edge: serving http://{shown}:{port}/ ({len(service.gallery)} gallery entries, "
           f"{service.gallery.modality}; {'token required' if token else 'no token'})", file=sys.stderr, flush=True)
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+HEADER_TIMEOUT_S = 10.0  # a request's headers must arrive within this (runtime/serve/conn.py)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    from ..errors import UserError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except (socket.gaierror, UnicodeError) as e:
+        sock.close()
+        raise UserError(f"--host {host}: not an address of this machine ({e}); pass an IP address such as "
+                        "127.0.0.1") from None
+    except OSError as e:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port, or stop the "
+                        "process that holds it") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _log_line(line: str) -> None:
+    print(f"irreid-edge: {line}", file=sys.stderr, flush=True)

@@ -1,10 +1,10 @@
 """What ``irreid-edge serve`` does, without HTTP: encoders and gallery loaded once, micro-batched
 embedding, searches on the in-memory store, and gallery writes committed by one writer thread.
 
-Gallery writes: each request saves its image file and embeds it, then hands the row to the writer
-thread, which commits everything queued at that moment in one store write (``LocalStore.apply``:
-one durable file rewrite for many uploads), and only then answers the requests, so every 2xx means
-the entry is on disk. Shutdown stops accepting, lets accepted requests finish, drains the writer
+Gallery writes: each request checks its values and embeds its image (nothing written yet), then
+hands the write to the one writer thread, which commits everything queued at that moment through
+``Gallery.commit_each`` (files and rows together, one durable index write for many uploads) and
+only then answers the requests, so every 2xx means the entry's file and row are on disk. Shutdown stops accepting, lets accepted requests finish, drains the writer
 and closes the store: no accepted write is lost.
 """
 
@@ -15,7 +15,6 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,8 @@ import numpy as np
 from ..api import ImageEncoder
 from ..images import decode_bytes
 from ..preprocess import preprocess_image
-from ..store.base import Entry, Filters
+from ..store.base import Filters
+from ..store.fill import parse_time as fill_parse_time
 from ..store.folder import Gallery
 from .batcher import MicroBatcher
 
@@ -36,37 +36,32 @@ class Limits:
     max_bytes: int = 8 << 20  # one uploaded image
     max_pixels: int = 16_000_000  # decoded size (a 4K frame is 8.3 M pixels)
     max_top_k: int = 1000
+    max_body_bytes_in_flight: int = 64 << 20  # all uploads being received at once (slow senders hold it)
+    body_idle_s: float = 10.0  # longest wait for the next piece of a request body
+    body_total_s: float = 60.0  # longest time to receive one request body
 
 
 def parse_time(value: str | None, name: str) -> float | None:
-    """Seconds since the epoch from a number or an ISO 8601 time (no zone = UTC)."""
+    """Seconds since the epoch from a number or an ISO 8601 time (no zone = UTC); finite, 1970-9999."""
     if value is None or value == "":
         return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{name}={value!r}: not a time; pass seconds since the epoch or ISO 8601 "
-                         "(2026-05-01T12:00:00Z)") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.timestamp()
+    return fill_parse_time(value, name)
 
 
 class _Writer:
-    """One thread commits the queued store operations together (group commit)."""
+    """The one thread that writes the gallery: it takes every write queued at that moment and
+    commits them together (``Gallery.commit_each``: one index write for all), then answers each.
+    ``seq`` numbers the writes in the order they took effect (per process)."""
 
-    def __init__(self, store: Any) -> None:
-        self.store = store
+    def __init__(self, gallery: Gallery) -> None:
+        self.gallery = gallery
         self.commits = 0
-        self._q: queue.Queue[tuple[tuple[Any, ...], Future[Any]] | None] = queue.Queue()
+        self.seq = 0
+        self._q: queue.Queue[tuple[tuple[str, Any], Future[Any]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="irreid-gallery-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, op: tuple[Any, ...]) -> Future[Any]:
+    def submit(self, op: tuple[str, Any]) -> Future[Any]:
         fut: Future[Any] = Future()
         self._q.put((op, fut))
         return fut
@@ -89,20 +84,18 @@ class _Writer:
                 todo.append(item)
             self._commit(todo)
 
-    def _commit(self, todo: list[tuple[tuple[Any, ...], Future[Any]]]) -> None:
+    def _commit(self, todo: list[tuple[tuple[str, Any], Future[Any]]]) -> None:
         try:
-            if hasattr(self.store, "apply"):
-                counts = self.store.apply([op for op, _ in todo])
-            else:  # any other GalleryStore: one call per operation
-                counts = [self.store.add(op[1], op[2]) if op[0] == "add" else self.store.remove(op[1])
-                          for op, _ in todo]
-            self.commits += 1
-        except Exception as e:
-            for _, fut in todo:
-                fut.set_exception(e)
-            return
-        for (_, fut), n in zip(todo, counts):
-            fut.set_result(int(n))
+            results = self.gallery.commit_each([op for op, _ in todo])
+        except Exception as e:  # not expected (commit_each returns errors): answer everyone anyway
+            results = [e] * len(todo)
+        self.commits += 1
+        for (_, fut), res in zip(todo, results):
+            if isinstance(res, Exception):
+                fut.set_exception(res)
+            else:
+                self.seq += 1
+                fut.set_result((res, self.seq))
 
     def close(self, timeout: float = 60.0) -> None:
         self._q.put(None)
@@ -116,8 +109,7 @@ class Service:
         self.limits = limits or Limits()
         self.model = model
         self.batchers = {m: MicroBatcher(e.embed_pixels, max_batch, window_s, name=m) for m, e in encoders.items()}
-        self.writer = _Writer(gallery.store)
-        self._lock = threading.Lock()  # add/remove of the same entry: files and rows move together
+        self.writer = _Writer(gallery)  # every gallery write goes through it, files and rows together
 
     def encoder(self, modality: str) -> ImageEncoder:
         if modality not in self.encoders:
@@ -150,13 +142,14 @@ class Service:
     def search(self, embedding: np.ndarray, top_k: int, filters: Filters | None) -> list[dict[str, Any]]:
         return [h.to_dict() for h in self.gallery.search(embedding[None, :], top_k, filters)[0]]
 
-    def add(self, data: bytes, camera: str, timestamp: float | None, device: str) -> tuple[Entry, Future[Any]]:
-        decode_bytes(data, "upload", self.limits.max_pixels)  # the pixel limit before anything is written
-        entry, emb = self.gallery.prepare(data, camera=camera, timestamp=timestamp, device=device)
-        return entry, self.writer.submit(("add", emb[None, :], [entry]))
+    def add(self, data: bytes, camera: str, timestamp: float | None, device: str) -> Future[Any]:
+        """Check and embed (raises ValueError / ImageDecodeError; nothing written), then queue the
+        write. The future gives (WriteResult, seq) once files and row are durable."""
+        decode_bytes(data, "upload", self.limits.max_pixels)  # the pixel limit before anything is decoded again
+        pending = self.gallery.prepare(data, camera=camera, timestamp=timestamp, device=device)
+        return self.writer.submit(("add", pending))
 
     def remove(self, ids: Sequence[str]) -> Future[Any]:
-        self.gallery.retire_files(ids)
         return self.writer.submit(("remove", list(ids)))
 
     def image_file(self, entry_id: str) -> Path | None:

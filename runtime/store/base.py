@@ -8,13 +8,43 @@ twice adds nothing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Entry", "Filters", "GalleryStore", "Hit"]
+__all__ = ["MAX_LABEL_BYTES", "MAX_PATH_BYTES", "MAX_TIME", "Entry", "Filters", "GalleryStore", "Hit",
+           "check_entry", "check_label", "check_time"]
+
+MAX_PATH_BYTES = 4096
+MAX_LABEL_BYTES = 256  # camera, device, modality
+MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: what ISO 8601 and every store can hold
+
+
+def check_time(value: float, what: str) -> float:
+    """A timestamp every store can hold and every filter compares: finite, 1970 to 9999 (ValueError)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{what} {value!r} is not a finite number of seconds since the epoch")
+    if not 0.0 <= value <= MAX_TIME:
+        raise ValueError(f"{what} {value!r} is outside 1970-01-01 .. 9999-12-31 (seconds since the epoch)")
+    return float(value)
+
+
+def check_label(text: str, what: str, max_bytes: int = MAX_LABEL_BYTES) -> str:
+    """Camera, device and path values: printable text of bounded size (ValueError otherwise)."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what} {text!r} must be a string")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ValueError(f"{what} {text!r} contains control characters; use printable text")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {text!r} is not valid UTF-8 text") from None
+    if size > max_bytes:
+        raise ValueError(f"{what} {text[:40]!r}... is longer than {max_bytes} bytes; shorten it")
+    return text
 
 
 @dataclass(frozen=True)
@@ -30,6 +60,16 @@ class Entry:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_entry(e: Entry) -> Entry:
+    """What every store accepts, checked before anything is written (ValueError naming the field)."""
+    check_label(e.path, "path", MAX_PATH_BYTES)
+    for what in ("camera", "modality", "device"):
+        check_label(getattr(e, what), what)
+    if e.timestamp is not None:
+        check_time(e.timestamp, "timestamp")
+    return e
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import Entry, GalleryStore
+from .base import Entry, GalleryStore, check_time
+from .base import check_label as base_check_label
 
 __all__ = ["FillStats", "Meta", "check_label", "fill_store", "parse_time", "read_meta_csv"]
 
@@ -62,11 +63,9 @@ class Meta:
 
 
 def check_label(text: str, what: str) -> str:
-    """Camera and device names are printable text (a control character is a mistake, and no store
-    should have to carry one into a filter expression)."""
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise ValueError(f"{what} {text!r} contains control characters; use printable text")
-    return text
+    """Camera and device names are printable text of at most 256 bytes (a control character is a
+    mistake, and no store should have to carry one into a filter expression)."""
+    return base_check_label(text, what)
 
 
 def parse_time(text: str, what: str) -> float:
@@ -85,7 +84,7 @@ def parse_time(text: str, what: str) -> float:
         value = dt.timestamp()
     if not math.isfinite(value):
         raise ValueError(f"{what} {text!r} is not a finite time")
-    return value
+    return check_time(value, what)
 
 
 def read_meta_csv(path: str | Path) -> dict[str, Meta]:

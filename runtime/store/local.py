@@ -18,10 +18,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from ..index import (
 )
 from ..rank import topk
 from ..spec import ModelSpec
-from .base import Entry, Filters, Hit
+from .base import Entry, Filters, Hit, check_entry, check_time
 
 __all__ = ["LocalStore", "meta_path"]
 
@@ -76,10 +77,18 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 def _entry(row: IndexEntry, meta: dict[str, Any], modality: str) -> Entry:
-    ts = meta.get("timestamp")
     return Entry(id=row.sha256, path=row.path, camera=str(meta.get("camera") or ""),
-                 timestamp=None if ts is None else float(ts), modality=str(meta.get("modality") or modality),
+                 timestamp=_stored_time(meta.get("timestamp")), modality=str(meta.get("modality") or modality),
                  device=str(meta.get("device") or ""))
+
+
+def _stored_time(ts: Any) -> float | None:
+    """A sidecar timestamp, or None (unknown: outside every time window) when it is not a usable one:
+    a NaN written by an older version must not pass ``since=`` filters."""
+    try:
+        return check_time(float(ts), "timestamp")
+    except (TypeError, ValueError):
+        return None
 
 
 def _read_meta(path: Path) -> dict[str, dict[str, Any]]:
@@ -122,9 +131,13 @@ class LocalStore:
         return self._make_state(list(idx.entries), f16, _read_meta(meta_path(self.path)), stamp)
 
     def _check_spec(self, idx: GalleryIndex) -> None:
-        if idx.header.get("spec_fingerprint") != self.spec.fingerprint():
-            from ..indexer import check_spec
+        """Another model's index, or (with a gallery root) another gallery's, is refused as ``match``
+        refuses it: its rows would be served under this gallery's paths."""
+        from ..indexer import check_gallery, check_spec
 
+        if self.root is not None:
+            check_gallery(idx, self.root)
+        if idx.header.get("spec_fingerprint") != self.spec.fingerprint():
             check_spec(idx, self.spec, self.root or self.path.parent)  # raises with the fix
 
     def _make_state(self, rows: list[IndexEntry], f16: np.ndarray, meta: dict[str, dict[str, Any]],
@@ -157,6 +170,10 @@ class LocalStore:
         state = self._state
         i = state.by_id.get(entry_id)
         return None if i is None else state.entries[i]
+
+    def paths_of(self, entry_id: str) -> list[str]:
+        """Every path holding this content (a folder may hold two copies of one image)."""
+        return [r.path for r in self._state.rows if r.sha256 == entry_id]
 
     def search(self, queries: np.ndarray, top_k: int, filters: Filters | None = None) -> list[list[Hit]]:
         state = self._state  # one consistent snapshot for the whole call
@@ -194,24 +211,35 @@ class LocalStore:
         Returns each operation's count (new rows / removed entries). ``irreid-edge serve`` commits
         the writes that arrive together this way (one file rewrite for all of them).
         """
+        with self.locked():
+            return self.apply_locked(ops)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """This process's writers and every other process's (``irreid-edge index``) wait while held:
+        ``Gallery`` holds it while it moves an entry's files and commits its rows."""
         with self._write_lock, index_lock(self.path, wait_message=False):
-            state = self._state
-            if _stamp(self.path) != state.stamp:  # another process wrote it since we read it
-                state = self._load()
-            rows, f16, meta = list(state.rows), state.f16, dict(state.meta)
-            counts = []
-            for op in ops:
-                if op[0] == "add":
-                    n, rows, f16 = self._add_rows(rows, f16, meta, op[1], op[2])
-                elif op[0] == "remove":
-                    n, rows, f16 = _remove_rows(rows, f16, set(op[1]))
-                else:
-                    raise ValueError(f"unknown store operation {op[0]!r}")
-                counts.append(n)
-            if any(counts):
-                self._write(rows, f16, meta)
-                self._state = self._make_state(rows, f16, meta, _stamp(self.path))
-            return counts
+            if _stamp(self.path) != self._state.stamp:  # another process wrote it since we read it
+                self._state = self._load()
+            yield
+
+    def apply_locked(self, ops: Sequence[tuple[Any, ...]]) -> list[int]:
+        """``apply`` for a caller already inside ``locked()``."""
+        state = self._state
+        rows, f16, meta = list(state.rows), state.f16, dict(state.meta)
+        counts = []
+        for op in ops:
+            if op[0] == "add":
+                n, rows, f16 = self._add_rows(rows, f16, meta, op[1], op[2])
+            elif op[0] == "remove":
+                n, rows, f16 = _remove_rows(rows, f16, set(op[1]))
+            else:
+                raise ValueError(f"unknown store operation {op[0]!r}")
+            counts.append(n)
+        if any(counts):
+            self._write(rows, f16, meta)
+            self._state = self._make_state(rows, f16, meta, _stamp(self.path))
+        return counts
 
     def _add_rows(self, rows: list[IndexEntry], f16: np.ndarray, meta: dict[str, dict[str, Any]],
                   embeddings: np.ndarray, entries: Sequence[Entry]) -> tuple[int, list[IndexEntry], np.ndarray]:
@@ -224,6 +252,8 @@ class LocalStore:
         ids = {r.sha256 for r in rows}
         by_path = {r.path: i for i, r in enumerate(rows)}
         new_rows, new_data, replaced = [], [], set()
+        for e in entries:
+            check_entry(e)
         for e, v in zip(entries, x):
             if e.id in ids:
                 continue  # idempotent by content hash

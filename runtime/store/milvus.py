@@ -25,22 +25,22 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .address import StoreError, StoreURI
-from .base import Entry, Filters, Hit
+from .base import MAX_LABEL_BYTES, MAX_PATH_BYTES, Entry, Filters, Hit, check_entry, check_label
 
 if TYPE_CHECKING:
     from ..spec import ModelSpec
 
 __all__ = ["MilvusStore", "filter_expression", "literal", "stored_rows"]
 
-MAX_PATH_BYTES = 4096
-MAX_LABEL_BYTES = 256
 _MAX_LIMIT = 16384  # Milvus's ceiling on a search's limit (topk)
 _ID_CHUNK = 1000  # ids per get/delete request
 _OUTPUT = ["path", "camera", "ts", "modality", "device"]
@@ -88,12 +88,10 @@ def filter_expression(filters: Filters | None) -> str:
 
 
 def _check_label(text: str, what: str, max_bytes: int) -> None:
-    if not isinstance(text, str):
-        raise StoreError(f"{what} {text!r} must be a string")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise StoreError(f"{what} {text!r} contains control characters; use printable text")
-    if len(text.encode("utf-8")) > max_bytes:
-        raise StoreError(f"{what} {text[:40]!r}... is longer than {max_bytes} bytes; shorten it")
+    try:
+        check_label(text, what, max_bytes)
+    except ValueError as e:
+        raise StoreError(str(e)) from None
 
 
 def _is_sha256(text: object) -> bool:
@@ -103,11 +101,10 @@ def _is_sha256(text: object) -> bool:
 def _check_entry(e: Entry) -> None:
     if not _is_sha256(e.id):
         raise StoreError(f"entry id {e.id!r} is not a sha256 hex digest of the image bytes")
-    _check_label(e.path, "path", MAX_PATH_BYTES)
-    for what in ("camera", "modality", "device"):
-        _check_label(getattr(e, what), what, MAX_LABEL_BYTES)
-    if e.timestamp is not None:
-        _number(e.timestamp, f"timestamp of {e.path}")
+    try:
+        check_entry(e)
+    except ValueError as err:
+        raise StoreError(f"{e.path or e.id}: {err}") from None
 
 
 def stored_rows(embeddings: np.ndarray) -> np.ndarray:
@@ -148,7 +145,7 @@ class MilvusStore:
             if client.has_collection(collection):
                 index = _check_existing(client, uri, spec, collection)
                 # a reopened collection is "released"; loading a loaded one is a no-op
-                client.load_collection(collection)
+                _load(client, uri, collection)
             elif create:
                 try:
                     index = _create(pm, client, uri, spec, collection)
@@ -157,11 +154,12 @@ class MilvusStore:
                     if not client.has_collection(collection):
                         raise
                     index = _check_existing(client, uri, spec, collection)
-                    client.load_collection(collection)
+                    _load(client, uri, collection)
             else:
                 raise StoreError(_missing_message(client, uri, spec))
         except BaseException:
             client.close()
+            _release_lite(uri)
             raise
         return cls(client, uri, spec, collection, index)
 
@@ -213,6 +211,13 @@ class MilvusStore:
             self._call("delete", self.client.delete, self.collection, ids=have[s:s + _ID_CHUNK])
         return len(have)
 
+    def get(self, entry_id: str) -> Entry | None:
+        """The entry of this id, or None (``serve``'s thumbnails and its one-write-path check)."""
+        if not _is_sha256(entry_id):
+            return None
+        rows = self._call("get", self.client.get, self.collection, ids=[entry_id], output_fields=_OUTPUT)
+        return _entry(entry_id, rows[0]) if rows else None
+
     def search(self, queries: np.ndarray, top_k: int, filters: Filters | None = None) -> list[list[Hit]]:
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if q.shape[1] != self.spec.embedding_dim:
@@ -242,6 +247,7 @@ class MilvusStore:
         finally:
             client, self.client = self.client, None
             client.close()
+            _release_lite(self.uri)
 
     def flush(self) -> None:
         """Seal the rows added since the last flush (a long-lived writer such as serve may call it
@@ -299,13 +305,71 @@ def _rescore(q: np.ndarray, hits: Sequence[Any], top_k: int) -> list[Hit]:
     order = sorted(range(len(ids)), key=lambda i: (d[i], ids[i]))[:top_k]
     out = []
     for rank, i in enumerate(order, start=1):
-        ent = hits[i]["entity"]
-        ts = ent.get("ts")
-        entry = Entry(id=ids[i], path=ent.get("path", ""), camera=ent.get("camera", ""),
-                      timestamp=None if ts is None else float(ts), modality=ent.get("modality", ""),
-                      device=ent.get("device", ""))
-        out.append(Hit(rank=rank, distance=float(d[i]), entry=entry))
+        out.append(Hit(rank=rank, distance=float(d[i]), entry=_entry(ids[i], hits[i]["entity"])))
     return out
+
+
+def _entry(entry_id: str, ent: dict[str, Any]) -> Entry:
+    ts = ent.get("ts")
+    t = float(ts) if ts is not None else math.nan  # a NaN stored by an older version: unknown time
+    return Entry(id=entry_id, path=ent.get("path", ""), camera=ent.get("camera", ""),
+                 timestamp=t if math.isfinite(t) else None, modality=ent.get("modality", ""),
+                 device=ent.get("device", ""))
+
+
+# Milvus Lite runs inside this process, one engine per .db folder, started by the first client and
+# stopped only at interpreter exit (milvus_lite/server_manager.py). Stopping it when our last
+# client closes makes a close final: the engine's last flush, the background index builds it
+# starts after a flush, and its lock are all done when close() returns. Without this, a process
+# stopped (or killed) in the seconds after close could leave a half-written vector index file,
+# which the next process fails to load ("No data left in file": issue 26).
+_LITE_USERS: dict[str, int] = {}
+
+
+def _release_lite(uri: StoreURI) -> None:
+    if uri.kind != "milvus-lite":
+        return
+    n = _LITE_USERS.get(uri.target, 1) - 1
+    if n > 0:
+        _LITE_USERS[uri.target] = n
+        return
+    _LITE_USERS.pop(uri.target, None)
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:  # another Milvus Lite layout: it stops at exit, as before
+        return
+    server_manager_instance.release_server(uri.target)
+
+
+def _load(client: Any, uri: StoreURI, collection: str) -> None:
+    """Load a collection. A Milvus Lite collection whose vector index files cannot be read (a
+    process killed while writing them: they are written in place, not atomically) is loaded again
+    after those files are removed; they are derived from the stored rows and are rebuilt."""
+    try:
+        client.load_collection(collection)
+        return
+    except Exception as e:
+        first = e
+    sidecars = _lite_index_files(uri, collection)
+    if not sidecars:
+        raise StoreError(f"{uri.text}: Milvus cannot load collection {collection}: {_one_line(first)}") from first
+    for f in sidecars:
+        f.unlink(missing_ok=True)
+    try:
+        client.load_collection(collection)
+    except Exception as e:
+        raise StoreError(f"{uri.text}: Milvus cannot load collection {collection} ({_one_line(e)}), even with its "
+                         "vector index files rebuilt: its data is damaged; restore the .db folder from a backup "
+                         "or fill a new store with `irreid-edge index --store`") from e
+    print(f"irreid-edge: {uri.text}: rebuilt {len(sidecars)} unreadable Milvus Lite index file(s) of "
+          f"{collection} ({_one_line(first)})", file=sys.stderr)
+
+
+def _lite_index_files(uri: StoreURI, collection: str) -> list[Path]:
+    """Milvus Lite 3.x's per-segment index files of ``collection`` (none for a server)."""
+    if uri.kind != "milvus-lite":
+        return []
+    return sorted(Path(uri.target, "collections", collection, "partitions").glob("*/indexes/*.idx"))
 
 
 def _connect(pm: Any, uri: StoreURI, token: str) -> Any:
@@ -322,7 +386,10 @@ def _connect(pm: Any, uri: StoreURI, token: str) -> Any:
                              "(or `pip install 'irreid-edge[milvus]'`)") from None
     t0 = time.monotonic()
     try:
-        return pm.MilvusClient(uri=uri.target, token=token, timeout=15)
+        client = pm.MilvusClient(uri=uri.target, token=token, timeout=15)
+        if uri.kind == "milvus-lite":
+            _LITE_USERS[uri.target] = _LITE_USERS.get(uri.target, 0) + 1
+        return client
     except Exception as e:
         text = _one_line(e)
         cause = e.__context__ or e.__cause__
