@@ -19,7 +19,7 @@ from .errors import UserError, one_line
 __all__ = ["COMMANDS", "UserError", "build_parser", "main"]
 
 #: subcommand -> module under runtime.commands, in the order --help lists them
-COMMANDS = ("build", "index", "match", "embed", "bench", "spec", "serve", "deepstream-config")
+COMMANDS = ("build", "index", "match", "embed", "bench", "spec", "serve", "deepstream-config", "watch")
 
 
 def build_parser() -> argparse.ArgumentParser:
