@@ -50,6 +50,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-connections", type=int, default=256,
                    help="open connections; past it, the longest idle one is closed to make room, and a new one "
                         "gets 503 only when all are being answered")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                   help="a request's headers must arrive within S seconds of connecting (or of the last answer)")
+    p.add_argument("--body-timeout", type=float, default=10.0, metavar="S",
+                   help="an upload that sends nothing for S seconds is refused (408); one that takes longer "
+                        "than 6 x S in all, too")
     p.add_argument("--search", choices=SEARCH_BACKENDS, default="auto",
                    help="exact search backend (int8: the int8 searcher kept in memory, rebuilt after writes)")
     p.add_argument("--no-refresh", action="store_true", help="serve the index as it is, without scanning the folder")
@@ -101,7 +106,9 @@ def build_service(args: argparse.Namespace) -> Any:
     g_enc = encoders[args.gallery_modality]
     gallery = open_gallery(args.gallery, g_enc, store=open_store(args, g_enc.spec), refresh=not args.no_refresh,
                            quiet=args.quiet)
-    limits = Limits(max_bytes=int(args.max_upload_mb * (1 << 20)), max_pixels=args.max_pixels)
+    max_bytes = int(args.max_upload_mb * (1 << 20))
+    limits = Limits(max_bytes=max_bytes, max_pixels=args.max_pixels, max_body_bytes_in_flight=max(64 << 20, 4 * max_bytes),
+                    body_idle_s=args.body_timeout, body_total_s=6 * args.body_timeout)
     return Service(encoders, gallery, limits, max_batch=args.max_batch, window_s=args.batch_window_ms / 1000,
                    model=str(model))
 
@@ -114,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     positive(args.max_connections, "--max-connections")
     if args.max_upload_mb <= 0 or args.max_pixels < 1 or args.batch_window_ms < 0:
         raise UserError("--max-upload-mb and --max-pixels must be positive, --batch-window-ms not negative")
+    if not (0 < args.header_timeout < 3600 and 0 < args.body_timeout < 3600):
+        raise UserError("--header-timeout and --body-timeout are seconds, more than 0 and less than 3600")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port} is not a TCP port (0-65535)")
     token = args.token or os.environ.get(TOKEN_ENV) or None
@@ -140,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     hosts = HostRule.for_bind(args.host, args.allow_host)
     app = create_app(service, token, hosts, log=None if args.quiet else _log_line)
     config = uvicorn.Config(app, log_level="warning", access_log=False, limit_concurrency=None,
-                            http=guarded_protocol(args.max_connections, HEADER_TIMEOUT_S),
+                            http=guarded_protocol(args.max_connections, args.header_timeout),
                             timeout_graceful_shutdown=30, server_header=False)
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
@@ -148,9 +157,6 @@ def run(args: argparse.Namespace) -> int:
           f"{service.gallery.modality}; {'token required' if token else 'no token'})", file=sys.stderr, flush=True)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
-
-
-HEADER_TIMEOUT_S = 10.0  # a request's headers must arrive within this (runtime/serve/conn.py)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -28,7 +28,9 @@ from .batcher import Busy
 from .edge import EdgeMiddleware, HostRule, page_csp
 from .service import Limits, Service, parse_time
 
-__all__ = ["PAGE", "create_app"]
+__all__ = ["PAGE", "SEQ_HEADER", "create_app"]
+
+SEQ_HEADER = "X-Irreid-Seq"  # on every write's answer: the order this process applied the writes in
 
 PAGE = Path(__file__).with_name("page.html")
 _MEDIA = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp",
@@ -228,14 +230,16 @@ def _write_routes(app: Any, service: Service, auth: list[Any], budget: _Budget) 
             raise HTTPException(400, str(e)) from None
         res, seq = await asyncio.wrap_future(fut)  # files and row durable before we answer
         return JSONResponse({"added": bool(res.count), "entry": res.entry.to_dict(), "seq": seq,
-                             "gallery_size": len(service.gallery)}, status_code=201 if res.count else 200)
+                             "gallery_size": len(service.gallery)}, status_code=201 if res.count else 200,
+                            headers={SEQ_HEADER: str(seq)})
 
     @app.delete("/gallery/{entry_id}", dependencies=auth)
-    async def remove(entry_id: str) -> dict[str, Any]:
+    async def remove(entry_id: str) -> Any:
         res, seq = await asyncio.wrap_future(service.remove([entry_id]))
         if not res.count:
-            raise HTTPException(404, f"no gallery entry {entry_id[:80]!r}")
-        return {"removed": entry_id, "seq": seq, "gallery_size": len(service.gallery)}
+            raise HTTPException(404, f"no gallery entry {entry_id[:80]!r}", headers={SEQ_HEADER: str(seq)})
+        return JSONResponse({"removed": entry_id, "seq": seq, "gallery_size": len(service.gallery)},
+                            headers={SEQ_HEADER: str(seq)})
 
 
 def _names(values: list[str], what: str) -> tuple[str, ...] | None:

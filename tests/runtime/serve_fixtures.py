@@ -64,14 +64,14 @@ class Server:
 
 @contextmanager
 def running_server(model: Path, gallery: Path, *args: str, token: str | None = None, log_dir: Path,
-                   ready_timeout: float = 90) -> Iterator[Server]:
+                   ready_timeout: float = 90, quiet: bool = True) -> Iterator[Server]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     if token:
         env["IRREID_SERVE_TOKEN"] = token
     log = log_dir / f"serve-{port}.log"
     cmd = [sys.executable, "-c", CONSOLE_SCRIPT, "serve", "--model", str(model), "--gallery", str(gallery),
-           "--port", str(port), "--quiet", *args]
+           "--port", str(port), *(["--quiet"] if quiet else []), *args]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
     server = Server(proc, port, log, token)

@@ -78,7 +78,7 @@ def test_bad_metadata_is_refused_before_anything_is_written(model: Path, tmp_pat
     root = tmp_path / "g"
     root.mkdir()
     gallery = open_gallery(root, open_encoder(model, modality="rgb"))
-    with pytest.raises(ValueError, match="timestamp|camera|device"):
+    with pytest.raises(ValueError, match=r"timestamp|camera|device"):
         gallery.add(save_crop(tmp_path / "a.png", seed=3).read_bytes(), **bad)
     assert _images(root) == [] and len(gallery) == 0
 

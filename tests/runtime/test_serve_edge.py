@@ -1,0 +1,202 @@
+"""`irreid-edge serve` against hostile clients (a real server subprocess on 127.0.0.1, raw sockets and
+urllib): web pages of other sites and DNS rebinding get nothing, slow and idle sockets do not stall
+/health or writers, non-finite numbers are refused before anything is written (issue 26)."""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_fixtures import cli, make_good_gallery, make_model_dir
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="serve needs the `serve` extra: pip install 'irreid-edge[serve]'")
+pytest.importorskip("uvicorn", reason="serve needs the `serve` extra: pip install 'irreid-edge[serve]'")
+
+from serve_fixtures import Server, free_port, running_server
+
+MAX_CONN = 40
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    tmp = tmp_path_factory.mktemp("edge")
+    model = make_model_dir(tmp / "model")
+    make_good_gallery(tmp / "gallery", 6)
+    return tmp, model, tmp / "gallery"
+
+
+@pytest.fixture(scope="module")
+def server(setup: tuple[Path, Path, Path]) -> Iterator[Server]:
+    tmp, model, gallery = setup
+    with running_server(model, gallery, "--header-timeout", "2", "--body-timeout", "1", "--max-connections",
+                        str(MAX_CONN), "--allow-host", "gallery.lan", log_dir=tmp) as s:
+        yield s
+
+
+def _png(seed: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (64, 32, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _files(gallery: Path) -> list[Path]:
+    return sorted(p for p in gallery.rglob("*") if p.is_file() and ".irreid" not in p.parts)
+
+
+def _raw(port: int, request: bytes, timeout: float = 10) -> bytes:
+    """Send bytes, return whatever comes back until the server closes or ``timeout``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except TimeoutError:
+            pass
+    return out
+
+
+def test_other_sites_pages_and_rebound_names_get_nothing(server: Server, setup: tuple[Path, Path, Path]) -> None:
+    gallery = setup[2]
+    status, got = server.request("POST", "/gallery?camera=own", _png(1), headers={"Content-Type": "image/png"})
+    assert status == 201, got
+    entry = got["entry"]
+    before = _files(gallery)
+    own = f"http://127.0.0.1:{server.port}"
+    hostile = [  # (method, path, body, headers, expected status)
+        ("POST", "/gallery", _png(2), {"Content-Type": "text/plain", "Origin": "https://evil.example"}, 403),
+        ("POST", "/gallery", _png(2), {"Content-Type": "text/plain"}, 415),  # a no-preflight body, any origin
+        ("POST", "/gallery", _png(2), {"Content-Type": "application/x-www-form-urlencoded"}, 415),
+        ("POST", "/gallery", _png(2), {"Content-Type": ""}, 415),
+        ("POST", "/gallery", _png(2), {"Content-Type": "image/png", "Origin": "https://evil.example"}, 403),
+        ("POST", "/gallery", _png(2), {"Content-Type": "image/png", "Origin": "null"}, 403),
+        ("POST", "/gallery", _png(2), {"Content-Type": "image/png", "Origin": f"http://127.0.0.1:{free_port()}"}, 403),
+        ("POST", "/match", _png(2), {"Content-Type": "image/png", "Sec-Fetch-Site": "cross-site"}, 403),
+        ("DELETE", f"/gallery/{entry['id']}", None, {"Origin": "https://evil.example"}, 403),
+        ("DELETE", f"/gallery/{entry['id']}", None, {"Sec-Fetch-Site": "same-site"}, 403),
+        ("GET", f"/gallery/{entry['id']}/image", None, {"Sec-Fetch-Site": "cross-site"}, 403),
+        # DNS rebinding: the page's own name now resolves to 127.0.0.1; the browser sends that name
+        ("GET", f"/gallery/{entry['id']}/image", None, {"Host": "rebind.attacker.example"}, 421),
+        ("DELETE", f"/gallery/{entry['id']}", None, {"Host": f"rebind.attacker.example:{server.port}"}, 421),
+        ("GET", "/info", None, {"Host": "127.0.0.1.attacker.example"}, 421),
+        ("GET", "/health", None, {"Host": ""}, 421),
+        ("POST", "/gallery", _png(2), {"Content-Type": "image/png", "Host": "evil.example",
+                                       "Origin": "http://evil.example"}, 421),
+    ]
+    for method, path, body, headers, want in hostile:
+        status, got = server.request(method, path, body, headers=headers)
+        assert status == want, (method, path, headers, got)
+        assert isinstance(got, dict) and isinstance(got["detail"], str) and "\n" not in got["detail"]
+    assert _files(gallery) == before
+    assert server.request("GET", f"/gallery/{entry['id']}/image")[0] == 200  # still there
+    # the page's own requests, and names that reach this server, still work
+    assert server.request("POST", "/match", _png(3), headers={"Origin": own, "Sec-Fetch-Site": "same-origin"})[0] == 200
+    assert server.request("GET", "/health", headers={"Host": f"localhost:{server.port}"})[0] == 200
+    assert server.request("GET", "/health", headers={"Host": "gallery.lan"})[0] == 200  # --allow-host
+    assert server.request("GET", "/", headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"})[0] == 200
+
+
+def test_security_headers_on_page_thumbnail_and_data(server: Server) -> None:
+    status, got = server.request("POST", "/gallery", _png(4), headers={"Content-Type": "image/png"})
+    assert status in (200, 201)
+    for path, csp in [("/", "script-src 'sha256-"), (f"/gallery/{got['entry']['id']}/image", "sandbox"),
+                      ("/health", "default-src 'none'")]:
+        raw = _raw(server.port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        head = raw.split(b"\r\n\r\n", 1)[0].decode().lower()
+        assert head.startswith("http/1.1 200"), head
+        assert "x-content-type-options: nosniff" in head and "frame-ancestors 'none'" in head, head
+        assert csp.lower() in head and "x-frame-options: deny" in head, head
+
+
+@pytest.mark.parametrize("query", ["timestamp=nan", "timestamp=inf", "timestamp=-inf", "timestamp=1e400",
+                                   "timestamp=-1", "timestamp=99999999999999", "camera=a%0Ab", "device=%7F",
+                                   "camera=" + "x" * 300])
+def test_non_finite_and_bad_values_are_refused_before_any_write(server: Server, setup: tuple[Path, Path, Path],
+                                                                query: str) -> None:
+    before = _files(setup[2])
+    status, got = server.request("POST", f"/gallery?{query}", _png(5))
+    assert status == 400 and isinstance(got["detail"], str), (query, got)
+    assert _files(setup[2]) == before
+
+
+@pytest.mark.parametrize("query", ["since=nan", "until=inf", "since=-1e400", "since=10&until=5", "camera=%01"])
+def test_match_refuses_non_finite_filters(server: Server, query: str) -> None:
+    status, got = server.request("POST", f"/match?{query}", _png(6))
+    assert status == 400, (query, got)
+
+
+def test_idle_sockets_do_not_stall_health(server: Server) -> None:
+    """Three times the connection cap of sockets that trickle header lines: /health and a write
+    from a fresh connection are answered at once (the longest idle sockets are closed to make room)."""
+    socks = []
+    try:
+        for _ in range(3 * MAX_CONN):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1\r\n")
+            socks.append(s)
+        t0 = time.monotonic()
+        assert server.request("GET", "/health", timeout=5)[0] == 200
+        assert server.request("POST", "/gallery?camera=busy", _png(7), timeout=10)[0] in (200, 201)
+        assert time.monotonic() - t0 < 5
+        for s in socks[-5:]:  # keep trickling: the header deadline closes them anyway
+            s.sendall(b"X-More: 1\r\n")
+        time.sleep(2.5)
+        still_open = 0
+        for s in socks:
+            s.settimeout(0.2)
+            try:
+                still_open += s.recv(1) != b""  # b"": closed by the server
+            except ConnectionResetError:  # closed with unread bytes (the late trickle): also closed
+                pass
+            except TimeoutError:
+                still_open += 1
+        assert still_open == 0, f"{still_open} trickling sockets still open after the header deadline"
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_short_and_half_sent_bodies_are_refused_not_waited_on(server: Server) -> None:
+    png = _png(8)
+    t0 = time.monotonic()
+    raw = _raw(server.port, b"POST /gallery HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+               b"Content-Length: %d\r\n\r\n" % (len(png) + 100) + png, timeout=10)
+    assert raw.startswith(b"HTTP/1.1 408"), raw[:200]
+    assert time.monotonic() - t0 < 5
+    # uploads declared at the 8 MB limit, half sent, hold the in-flight budget (64 MB): the next is 503
+    socks = []
+    try:
+        for _ in range(8):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            s.sendall(b"POST /embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                      b"Content-Length: 8388608\r\n\r\n" + b"\0" * 1000)
+            socks.append(s)
+        time.sleep(0.3)
+        status, got = server.request("POST", "/embed", png)
+        assert status == 503 and "uploads" in got["detail"], got
+        assert server.request("GET", "/health")[0] == 200
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(1.5)  # their body deadline has passed: the budget is free again
+    assert server.request("POST", "/embed", png)[0] == 200
+
+
+def test_access_log_has_no_token_and_bind_failure_says_so_first(setup: tuple[Path, Path, Path]) -> None:
+    tmp, model, gallery = setup
+    with running_server(model, gallery, "--no-refresh", token="s3cret-t0ken", log_dir=tmp, quiet=False) as s:
+        assert s.request("GET", "/info?token=s3cret-t0ken")[0] == 200
+        assert s.request("GET", "/info", token="wrong")[0] == 401
+        busy = cli("serve", "--model", str(model), "--gallery", str(gallery), "--port", str(s.port), "--quiet",
+                   check=False, env={"IRREID_SERVE_TOKEN": ""})
+        time.sleep(0.5)
+        log = s.output()
+    assert busy.returncode == 2 and "cannot listen" in busy.stderr and "serving" not in busy.stderr, busy.stderr
+    assert '"GET /info" 200' in log and '"GET /info" 401' in log, log
+    assert "s3cret" not in log
