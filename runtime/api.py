@@ -45,6 +45,7 @@ __all__ = [
     "decode_bytes",
     "open_encoder",
     "open_gallery",
+    "watch",
 ]
 
 @dataclass
@@ -147,3 +148,14 @@ def open_encoder(model: str | os.PathLike[str], modality: str = "ir", precision:
     kw: dict[str, Any] = {} if precision is None else {"precision": precision}
     enc = _open(Path(model), modality=modality, backend=backend, verbose=verbose, threads=threads, **kw)
     return ImageEncoder(enc, modality, batch_size)
+
+
+def watch(source: str, model: str | os.PathLike[str], **options: Any) -> Any:
+    """Run `irreid-edge watch` from Python: ``source`` (video file, stream URL, camera device, folder of
+    frames) -> detect -> track -> gallery; returns a ``runtime.watch.WatchResult`` (tracks with their
+    matches, events file, video, per-stage seconds, ``error`` if the source failed part-way). Options:
+    ``runtime.watch.session.watch``'s (gallery=, store=, out=, modality=, detector=, enroll=, ...);
+    docs/watch.md. Needs ``pip install 'irreid-edge[watch]'``."""
+    from .watch.session import watch as _watch
+
+    return _watch(source, model, open_encoder, **options)

@@ -72,8 +72,8 @@ def _classes(text: str) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..api import watch
     from ..errors import UserError
-    from ..watch.session import watch
     from ._common import finite, model_path, positive
 
     positive(args.top_k, "--top-k")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,7 @@ class StoreGallery:
 
 
 def _open_gallery(model: Path, gallery: str | os.PathLike[str] | None, store: str | None, modality: str,
-                  enc_kw: dict[str, Any], out: Path, enroll: bool) -> Any:
-    from ..api import open_encoder
-
+                  open_encoder: Callable[..., Any], enc_kw: dict[str, Any], out: Path, enroll: bool) -> Any:
     if gallery is None and store is None:
         raise ValueError("pass --gallery DIR (a folder of gallery crops) or --store URI")
     genc = open_encoder(model, modality=modality, **enc_kw)
@@ -77,8 +76,9 @@ def _open_gallery(model: Path, gallery: str | os.PathLike[str] | None, store: st
     return open_gallery(root, genc, refresh=True)
 
 
-def watch(source: str, model: str | os.PathLike[str], gallery: str | os.PathLike[str] | None = None,
-          store: str | None = None, out: str | os.PathLike[str] = "watch-out", modality: str = "ir",
+def watch(source: str, model: str | os.PathLike[str], open_encoder: Callable[..., Any],
+          gallery: str | os.PathLike[str] | None = None, store: str | None = None,
+          out: str | os.PathLike[str] = "watch-out", modality: str = "ir",
           gallery_modality: str = "rgb", detector: Any = None, tracker: str = "bytetrack",
           fps: float | None = None, open_timeout: float = 10.0, read_timeout: float = 10.0,
           folder_fps: float = 10.0, precision: str | None = None, backend: str = "auto", threads: int | None = None,
@@ -88,9 +88,10 @@ def watch(source: str, model: str | os.PathLike[str], gallery: str | os.PathLike
 
     ``detector``: None (the modality's built-in default), a built-in name, a YOLO ``.onnx`` path, or
     an object with ``name`` and ``detect(frame_bgr) -> (N, 5)``. ``options`` are ``WatchConfig``
-    fields (top_k, threshold, video, enroll, camera, max_frames, quiet, ...).
+    fields (top_k, threshold, video, enroll, camera, max_frames, quiet, ...). ``open_encoder`` is
+    ``runtime.api.open_encoder`` (passed in by ``runtime.api.watch``, the public entry, so that this
+    module does not import the API that imports it).
     """
-    from ..api import open_encoder
     from ..choices import MODALITIES
     from .detect import open_detector
     from .source import open_source
@@ -113,7 +114,8 @@ def watch(source: str, model: str | os.PathLike[str], gallery: str | os.PathLike
             detector, modality, backend=backend, threads=threads, classes=detector_classes,
             threshold=detector_threshold, layout=detector_layout)
         trk = Tracker(tracker, fps=fps or src.native_fps or 30.0, lost_seconds=cfg.lost_seconds)
-        gal = _open_gallery(Path(model), gallery, store, gallery_modality, enc_kw, cfg.out, cfg.enroll)
+        gal = _open_gallery(Path(model), gallery, store, gallery_modality, open_encoder, enc_kw, cfg.out,
+                            cfg.enroll)
         head = {"source": str(source), "source_kind": src.kind, "source_info": src.describe(), "modality": modality,
                 "detector": getattr(det, "name", type(det).__name__), "tracker": tracker, "model": str(model),
                 "backend": encoder.backend, "precision": encoder.spec.precision,
