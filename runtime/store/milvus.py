@@ -55,6 +55,7 @@ def _pymilvus() -> Any:
     # pymilvus logs every failed RPC with a traceback before raising it; the error reaches the user
     # once, as a StoreError line, so its own log is silenced below CRITICAL.
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)  # the same for the engine's own tracebacks
     return pymilvus
 
 
