@@ -168,3 +168,20 @@ def test_sigterm_loses_no_accepted_write(setup: tuple[Path, Path, Path]) -> None
         assert (gallery / e["path"]).is_file()
     assert len(store) >= 4 + len(accepted)
     json.loads((gallery / ".irreid" / "index.irx.meta.json").read_text())
+
+
+def test_serve_refuses_another_gallerys_index(setup: tuple[Path, Path, Path]) -> None:
+    """As `match` does (issue 17 item 4): with it, a hit's thumbnail was another person's image."""
+    tmp, model, _ = setup
+    other = tmp / "other-gallery"
+    make_good_gallery(other, 3, start=40)
+    index = tmp / "elsewhere" / "other.irx"
+    index.parent.mkdir()
+    cli("index", "--gallery", str(other), "--model", str(model), "--index", str(index), "--quiet")
+    mine = tmp / "my-gallery"
+    make_good_gallery(mine, 3)
+    for extra in ([], ["--no-refresh"]):
+        r = cli("serve", "--model", str(model), "--gallery", str(mine), "--index", str(index), "--port", "0",
+                "--quiet", *extra, check=False)
+        assert r.returncode == 2 and "the index of gallery" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert "serving" not in r.stderr
