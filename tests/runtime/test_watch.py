@@ -160,15 +160,15 @@ def test_stalled_stream_ends_without_hanging(street: dict[str, Any], tmp_path: P
         out = tmp_path / "out"
         t0 = time.monotonic()
         proc = cli("watch", "--source", f"http://127.0.0.1:{port}/cam.mkv", "--gallery", str(street["gallery"]),
-                   "--model", str(street["model"]), "--out", str(out), "--read-timeout", "2", "--quiet",
-                   check=False, timeout=90)
+                   "--model", str(street["model"]), "--out", str(out), "--read-timeout", "4", "--quiet",
+                   check=False, timeout=150)
         elapsed = time.monotonic() - t0
     finally:
         server.shutdown()
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "stalled" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
-    assert elapsed < 45
+    assert elapsed < 120  # generous: the test machine may be shared; a hang would run to the timeout
     events = events_of(out)
     assert events[-1]["event"] == "end" and "stalled" in events[-1]["error"] and events[-1]["processed"] > 0
 
