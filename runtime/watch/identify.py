@@ -90,7 +90,8 @@ class TrackRecord:
         if not done:
             return None
         w = np.asarray([c.quality for c in done], np.float64)
-        v = (np.stack([c.embedding for c in done]).astype(np.float64) * w[:, None]).sum(axis=0)  # (D,)
+        embs = np.stack([np.asarray(c.embedding) for c in done]).astype(np.float64)  # (K, D)
+        v = (embs * w[:, None]).sum(axis=0)  # (D,)
         n = float(np.linalg.norm(v))
         self.embedding = (v / n).astype(np.float32) if n > 0 else None
         return self.embedding

@@ -136,8 +136,11 @@ class _Loop:
             c.embedding = e
 
     def _ask(self, due: list[TrackRecord], t: float, kind: str) -> None:
-        vecs = [(r, r.aggregate()) for r in due]
-        vecs = [(r, v) for r, v in vecs if v is not None]
+        vecs: list[tuple[TrackRecord, np.ndarray]] = []
+        for r in due:
+            v = r.aggregate()
+            if v is not None:
+                vecs.append((r, v))
         if not vecs:
             return
         hits = self.gallery.search(np.stack([v for _, v in vecs]), self.cfg.top_k) if len(self.gallery) else \

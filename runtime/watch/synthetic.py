@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -62,13 +63,18 @@ def make_walkers(n: int, seed: int = 0, duration: float = 8.0) -> list[Walker]:
     leg_levels = np.linspace(235, 150, n)[order] if n > 1 else np.array([190.0])
     out = []
     for i in range(n):
-        torso, legs = (tuple(int(v) for v in (lv * _hue(rng)).clip(0, 255)) for lv in (torso_levels[i], leg_levels[i]))
-        head = tuple(int(v) for v in rng.integers(170, 256, 3))
+        torso, legs = (_rgb(lv * _hue(rng)) for lv in (torso_levels[i], leg_levels[i]))
+        head = _rgb(rng.integers(170, 256, 3))
         speed = float(rng.uniform(0.12, 0.2)) * (1 if i % 2 == 0 else -1)
         out.append(Walker(i, torso, legs, head, _PATTERNS[i % len(_PATTERNS)], float(rng.uniform(0.3, 0.42)),
                           start=float(i * duration / (n + 1)), speed=speed, lane=0.2 + 0.78 * (i + 0.5) / n,
                           height=float(rng.uniform(0.12, 0.15))))
     return out
+
+
+def _rgb(v: np.ndarray) -> tuple[int, int, int]:
+    c = np.clip(v, 0, 255).astype(int)
+    return int(c[0]), int(c[1]), int(c[2])
 
 
 def _hue(rng: np.random.Generator) -> np.ndarray:
@@ -109,12 +115,13 @@ def _background(h: int, w: int, ir: bool, seed: int) -> np.ndarray:
     d = ImageDraw.Draw(im)
     for _ in range(6):  # kerbs and walls: long, low, never person-shaped
         x, y = rng.integers(0, w), rng.integers(0, h)
-        d.rectangle([x, y, x + rng.integers(w // 6, w // 2), y + rng.integers(4, 12)], fill=(60, 60, 66))
+        d.rectangle([float(x), float(y), float(x + rng.integers(w // 6, w // 2)), float(y + rng.integers(4, 12))],
+                    fill=(60, 60, 66))
     return np.asarray(im)
 
 
 def render_frame(walkers: Sequence[Walker], t: float, h: int, w: int, ir: bool, seed: int = 0,
-                 background: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, tuple[float, ...]]]:
+                 background: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, tuple[float, float, float, float]]]:
     """(H, W, 3) uint8 RGB frame at time ``t`` and the true box of each visible walker (pid -> box)."""
     bg = background if background is not None else _background(h, w, ir, seed)
     im = Image.fromarray(bg.copy())
@@ -144,7 +151,7 @@ def write_video(path: str | Path, walkers: Sequence[Walker], seconds: float, fps
     bg = _background(h, w, ir, seed)
     truth = []
     with av.open(str(path), "w", options=options or {}) as out:
-        stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream: Any = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"qscale": "3"} if codec == "mpeg4" else {}
         for i in range(round(seconds * fps)):
