@@ -86,11 +86,11 @@ class TrackRecord:
         return [c for c in self.crops if c.embedding is None]
 
     def aggregate(self) -> np.ndarray | None:
-        done = [c for c in self.crops if c.embedding is not None]
+        done = [(c.quality, c.embedding) for c in self.crops if c.embedding is not None]
         if not done:
             return None
-        w = np.asarray([c.quality for c in done], np.float64)
-        embs = np.stack([np.asarray(c.embedding) for c in done]).astype(np.float64)  # (K, D)
+        w = np.asarray([q for q, _ in done], np.float64)
+        embs = np.stack([e for _, e in done]).astype(np.float64)  # (K, D)
         v = (embs * w[:, None]).sum(axis=0)  # (D,)
         n = float(np.linalg.norm(v))
         self.embedding = (v / n).astype(np.float32) if n > 0 else None
