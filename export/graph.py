@@ -131,9 +131,7 @@ def downstream(model: onnx.ModelProto, tensor: str) -> list[str]:
 
 def head_nodes(model: onnx.ModelProto, stripes: int) -> dict[str, list[str]]:
     """Node names by role: 'first_conv', 'pool' (the stripe-pooling MatMul), 'fc' (the fused FC+BN
-    Conv), 'tail' (everything after it: reshape, the L2 norms, the join with the shape descriptor),
-    'last_block' (layer4's last block), 'shape' (the fixed shape descriptor, `train.models.shape`; kept
-    in float32 in every graph: its soft votes are 8th powers, which fp16 and int8 would flatten)."""
+    Conv), 'tail' (everything after it: reshape and the L2 norms), 'last_block' (layer4's last block)."""
     nodes = list(model.graph.node)
     convs = [n for n in nodes if n.op_type == "Conv"]
     fc = [n for n in convs if any(a.name == "group" and a.i == stripes for a in n.attribute) and "head" in n.name]
@@ -146,7 +144,6 @@ def head_nodes(model: onnx.ModelProto, stripes: int) -> dict[str, list[str]]:
         "fc": [n.name for n in fc],
         "tail": downstream(model, fc[0].output[0]) if fc else [],
         "last_block": [n.name for n in nodes if last and last in n.name],
-        "shape": [n.name for n in nodes if n.name.startswith("/shape/")],
     }
 
 
@@ -191,8 +188,8 @@ def check_normalization(model: onnx.ModelProto, mean: Iterable[float], std: Iter
         detail = (f"Sub({np.round(np.ravel(m), 3).tolist() if m is not None else '?'}) then "
                   f"Div({np.round(np.ravel(s), 3).tolist() if s is not None else '?'}) on images; "
                   f"want 255*mean={np.round(want_mean, 3).tolist()}, 255*std={np.round(want_std, 3).tolist()}")
-    # A second per-channel Sub (a 3-value constant) would normalise twice; the shape descriptor's own
-    # Subs (its per-image standardisation and gradients) take no constant.
+    # A second per-channel Sub (a 3-value constant) would normalise twice; a Sub of another kind (no
+    # constant, or not 3 values) is not a normalisation.
     channel_subs = [n for n in model.graph.node if n.op_type == "Sub" and (c := _constant(model, n.input[1])) is not None
                     and np.size(c) == 3]
     if len(channel_subs) > 1:

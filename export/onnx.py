@@ -37,9 +37,6 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help=f"range method: {', '.join(METHODS)} (default percentile 99.99: measured closest to fp32 "
                         "here; entropy clipped too hard, see report.md of an export)")
     p.add_argument("--calib-cache", help="JSON range cache to reuse and update (default: <out>/calib_cache.json)")
-    p.add_argument("--shape-weight", type=float, metavar="W",
-                   help="weight of the fixed polarity-blind shape descriptor joined to the embedding, overriding "
-                        "the checkpoint's (0 = learned only; the market-cpu preset trains with 0.65)")
     p.add_argument("--opset", type=int, default=17,
                    help="ONNX opset (default 17: TensorRT 8.5+ parses it; 19+: the TensorRT int8 graph gets fp16 "
                         "Q/DQ scales and fp16 around them, for TensorRT 10+ only)")
@@ -96,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            Path(a.calib_cache) if a.calib_cache else (out_dir / "calib_cache.json" if a.int8 else None),
                            a.opset, a.batch_check)
         print(f"export.onnx: {ckpt} -> {out_dir}")
-        src = load_source(ckpt, a.shape_weight)
+        src = load_source(ckpt)
         result = run_export(src, cfg)
         written = write_outputs(result, out_dir)
         report = build_report(src, cfg, result, written, time.perf_counter() - t0)

@@ -44,7 +44,7 @@ from calib.ranges import TensorRange
 from .fp16 import to_fp16
 from .graph import head_nodes, name_nodes, toposort
 
-__all__ = ["FP16_SCALE_OPSET", "RECIPES", "QuantRecipe", "drop_qdq", "opset_of", "placement_problems", "quantize", "read_float", "residual_inputs",
+__all__ = ["FP16_SCALE_OPSET", "RECIPES", "QuantRecipe", "drop_qdq", "opset_of", "placement_problems", "quantize", "residual_inputs",
            "weighted_nodes", "with_placement"]
 
 #: First opset whose QuantizeLinear/DequantizeLinear take float16 scales (and float16 activations).
@@ -249,23 +249,6 @@ def _onnxruntime_qdq(model: onnx.ModelProto, ranges: Mapping[str, TensorRange], 
     return out
 
 
-def read_float(model: onnx.ModelProto, nodes: Iterable[str]) -> None:
-    """Nodes named in ``nodes`` read the float tensor a Q -> DQ pair was made from, not its int8 round trip
-    (ONNX Runtime's quantiser gives every consumer of a quantised tensor the DQ output, even a node it
-    was told to leave float; the shape descriptor shares its input with the first conv)."""
-    g = model.graph
-    made = {o: n for n in g.node for o in n.output}
-    names = set(nodes)
-    for n in g.node:
-        if n.name not in names:
-            continue
-        for k, i in enumerate(n.input):
-            dq = made.get(i)
-            q = made.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-            if q is not None and q.op_type == "QuantizeLinear":
-                n.input[k] = q.input[0]
-
-
 def drop_qdq(model: onnx.ModelProto, tensor: str) -> None:
     """Remove the QuantizeLinear -> DequantizeLinear pair(s) on ``tensor``; consumers read it directly."""
     g = model.graph
@@ -294,12 +277,11 @@ def quantize(model: onnx.ModelProto, ranges: Mapping[str, TensorRange], target: 
     name_nodes(m)
     toposort(m)
     roles = head_nodes(m, stripes)
-    keep_float = sorted({*roles["pool"], *roles["tail"], *roles["shape"], *exclude})
+    keep_float = sorted({*roles["pool"], *roles["tail"], *exclude})
     if recipe.placement == "onnxruntime":
         out = _onnxruntime_qdq(m, ranges, keep_float, roles["fc"], recipe)
     else:
         out = _weighted_inputs(m, ranges, set(keep_float), recipe)
-    read_float(out, roles["shape"])
     del out.graph.value_info[:]  # stale float annotations of tensors that now hold int8
     name_nodes(out)
     toposort(out)

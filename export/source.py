@@ -48,7 +48,7 @@ class Source:
     data_config: dict[str, Any] = field(default_factory=dict)  # the run's data section (renderings, cameras)
 
 
-def _rebuild(ckpt: dict[str, Any], path: Path, shape_weight: float | None = None) -> DATNet:
+def _rebuild(ckpt: dict[str, Any], path: Path) -> DATNet:
     mk = ckpt.get("model_kwargs")
     if not isinstance(mk, dict) or "name" not in mk:
         raise ValueError(f"{path}: no 'model_kwargs' in the checkpoint; it was not written by python -m train.fit")
@@ -57,8 +57,6 @@ def _rebuild(ckpt: dict[str, Any], path: Path, shape_weight: float | None = None
         if key in kwargs:
             kwargs[key] = tuple(kwargs[key])
     kwargs["pretrained"] = "none"  # the checkpoint's own weights follow
-    if shape_weight is not None:  # the fixed shape descriptor has no weights: any checkpoint takes it
-        kwargs["shape_weight"] = float(shape_weight)
     if "num_classes" in ckpt:
         kwargs["num_classes"] = int(ckpt["num_classes"])
     load_plugins((ckpt.get("config") or {}).get("plugins") or ())  # a backbone registered by the user's file
@@ -71,11 +69,11 @@ def _rebuild(ckpt: dict[str, Any], path: Path, shape_weight: float | None = None
     return model.eval()
 
 
-def load_source(path: str | os.PathLike[str], shape_weight: float | None = None) -> Source:
-    """The checkpoint at ``path``, rebuilt; ``shape_weight`` overrides its shape-descriptor weight."""
+def load_source(path: str | os.PathLike[str]) -> Source:
+    """The checkpoint at ``path``, rebuilt."""
     p = Path(path)
     ckpt = load_checkpoint(p)
-    model = _rebuild(ckpt, p, shape_weight)
+    model = _rebuild(ckpt, p)
     raw = ckpt.get("spec") or {}
     sha = file_sha256(p)
     specs = {}
@@ -83,7 +81,7 @@ def load_source(path: str | os.PathLike[str], shape_weight: float | None = None)
         if m not in raw:
             raise ValueError(f"{p}: the checkpoint has no {m!r} spec; re-save it with python -m train.fit")
         spec = ModelSpec.from_dict(raw[m])
-        specs[m] = spec.replace(checkpoint_sha256=sha, embedding_dim=model.output_dim(spec.input_height, spec.input_width),
+        specs[m] = spec.replace(checkpoint_sha256=sha, embedding_dim=model.embedding_dim,
                                 stripes=model.stripes)
     forbidden = [tuple(t.shape) for k, t in model.state_dict().items()
                  if k.startswith(("classifiers.", "domain_heads.")) and t.dim() >= 2]
@@ -91,7 +89,6 @@ def load_source(path: str | os.PathLike[str], shape_weight: float | None = None)
     data = cfg.get("data") or {}
     info = {"checkpoint": str(p), "checkpoint_sha256": sha, "model": str(ckpt["model_kwargs"]["name"]),
             "epoch": ckpt.get("epoch"), "step": ckpt.get("step"), "num_classes": ckpt.get("num_classes"),
-            "torch": torch.__version__, "shape_weight": model.config.shape_weight,
-            "shape_cell": model.config.shape_cell}
+            "torch": torch.__version__}
     return Source(p, model, specs, sha, ckpt.get("train_root") or data.get("root"), data.get("name"), forbidden, info,
                   dict(data))

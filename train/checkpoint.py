@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,13 @@ import torch
 
 from runtime.spec import atomic_write_bytes
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "REMOVED_MODEL_OPTIONS", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FORMAT = "irreid-edge-checkpoint"
 CHECKPOINT_VERSION = 1
+#: model options an older checkpoint may name that no longer exist: dropped when it is loaded (issue 30
+#: removed the hand-made shape descriptor; it had no weights, so the rest of the checkpoint is unchanged)
+REMOVED_MODEL_OPTIONS = ("shape_weight", "shape_cell")
 
 
 class CheckpointError(ValueError):
@@ -60,4 +64,21 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if ckpt.get("format_version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{p}: checkpoint format_version {ckpt.get('format_version')!r} is not "
                               f"{CHECKPOINT_VERSION}; use the irreid-edge version that wrote it")
+    _drop_removed_options(ckpt, p)
     return ckpt
+
+
+def _drop_removed_options(ckpt: dict[str, Any], p: Path) -> None:
+    """Drop `REMOVED_MODEL_OPTIONS` from the create_model kwargs and the config's model section, in place;
+    one line on stderr when the checkpoint's embedding used the removed shape descriptor."""
+    kwargs = ckpt.get("model_kwargs")
+    places = [kwargs.get("kwargs") if isinstance(kwargs, dict) else None, (ckpt.get("config") or {}).get("model")]
+    used = False
+    for place in places:
+        if isinstance(place, dict):
+            used |= bool(place.get("shape_weight") or 0)
+            for key in REMOVED_MODEL_OPTIONS:
+                place.pop(key, None)
+    if used:
+        print(f"irreid-edge: warning: {p}: its shape-descriptor weight is ignored (the descriptor was removed in "
+              f"issue 30); its embedding is the learned one alone", file=sys.stderr)

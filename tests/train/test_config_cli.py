@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from train.config import PRESETS, config_from_dict, load_yaml
-from train.fit import get_args_parser, main, resolve_config
+from train.config import PRESETS, apply_overrides, config_from_dict, get_preset, load_yaml
+from train.fit import dump_config, get_args_parser, main, resolve_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,6 +29,34 @@ def test_print_config_is_yaml_that_config_reads_back(argv, tmp_path, capsys):
     again = resolve_config(get_args_parser().parse_args(["--config", str(tmp_path / "c.yaml"), "--print-config"]))
     assert again == want
     assert config_from_dict(load_yaml(tmp_path / "c.yaml")) == want
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_a_config_read_back_prints_the_same_text(preset, tmp_path, capsys, monkeypatch):
+    """--print-config of a config read back, from the YAML it printed or from a checkpoint's copy, is the
+    same text, so two runs' configs can be diffed (issue 30: adv_ramp_epochs 8 came back as 8.0)."""
+    from train.checkpoint import load_checkpoint, save_checkpoint
+
+    monkeypatch.delenv("IRREID_RUNS", raising=False)
+    assert main(["--preset", preset, "--print-config"]) == 0
+    text = capsys.readouterr().out
+    (tmp_path / "c.yaml").write_text(text)
+    for base in ("demo", preset):  # --config over another preset and over its own
+        assert main(["--preset", base, "--config", str(tmp_path / "c.yaml"), "--print-config"]) == 0
+        assert capsys.readouterr().out == text
+    cfg = resolve_config(get_args_parser().parse_args(["--preset", preset, "--print-config"]))
+    save_checkpoint(tmp_path / "ck.pt", {"config": cfg.to_dict()})  # what a run's checkpoint holds
+    assert dump_config(config_from_dict(load_checkpoint(tmp_path / "ck.pt")["config"])) == text
+    assert dump_config(config_from_dict(load_yaml(tmp_path / "c.yaml"))) == text
+
+
+def test_whole_floats_print_alike_whichever_way_they_came_in():
+    cfg = get_preset("demo")
+    assert cfg.loss.adv_ramp_epochs == 8 and "adv_ramp_epochs: 8.0\n" in dump_config(cfg)
+    for value in ("8", "8.0", 8, 8.0):
+        assert "adv_ramp_epochs: 8.0\n" in dump_config(apply_overrides(cfg, {"loss.adv_ramp_epochs": value}))
+    extra = apply_overrides(cfg, {"loss.extra_terms": {"centre": 1}})
+    assert "extra_terms: {centre: 1.0}" in dump_config(extra)
 
 
 @pytest.mark.parametrize("preset", [p for p in PRESETS if PRESETS[p]().data.name != "synthetic"])

@@ -34,9 +34,6 @@ class NetworkConfig:
       1: only the stem (conv1, bn1) is modality-specific; blocks 1–4 are shared.
       0: everything shared (a single-stream network; modality then only selects the domain label).
     The stripe head, classifiers and domain heads are always shared.
-    shape_weight: w > 0 appends the fixed polarity-blind shape descriptor (`train.models.shape`, cells of
-      ``shape_cell`` pixels) to the deploy embedding, so a cosine scores (1 - w) learned + w shape. It
-      has no parameters and takes no part in training; 0 (the default) leaves the embedding learned only.
     """
 
     name: str
@@ -51,8 +48,6 @@ class NetworkConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     domain_levels: tuple[str, ...] = ("g1", "g2", "g3", "g4")
     domain_hidden: int = 256
-    shape_weight: float = 0.0
-    shape_cell: int = 6
 
     def __post_init__(self) -> None:
         def refuse(field: str, valid: str) -> None:
@@ -74,12 +69,6 @@ class NetworkConfig:
             refuse("pretrained", "'none', 'imagenet' or a path to a weights file")
         if not isinstance(self.domain_hidden, int) or self.domain_hidden < 1:
             refuse("domain_hidden", "an int >= 1")
-        if isinstance(self.shape_weight, bool) or not isinstance(self.shape_weight, int | float) \
-                or not 0.0 <= self.shape_weight < 1.0:
-            refuse("shape_weight", "a number in [0, 1): 0 = learned embedding only")
-        if not isinstance(self.shape_cell, int) or isinstance(self.shape_cell, bool) or not 2 <= self.shape_cell <= 32:
-            refuse("shape_cell", "an int in 2..32 (pixels per shape-descriptor cell)")
-        object.__setattr__(self, "shape_weight", float(self.shape_weight))
         levels = tuple(dict.fromkeys(canonical_level(lv) for lv in self.domain_levels))
         object.__setattr__(self, "domain_levels", levels)
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
