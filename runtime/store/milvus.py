@@ -158,9 +158,13 @@ class MilvusStore:
                     _load(client, uri, collection)
             else:
                 raise StoreError(_missing_message(client, uri, spec))
-        except BaseException:
+        except BaseException as e:
             client.close()
             _release_lite(uri)
+            if isinstance(e, Exception) and not isinstance(e, StoreError):  # the engine's own: one line
+                raise StoreError(f"{uri.text}: Milvus cannot open the gallery ({_one_line(e)}); if a file of the "
+                                 "store is damaged, restore the store from a backup or fill a new one with "
+                                 "`irreid-edge index --store` (docs/fleet.md)") from e
             raise
         return cls(client, uri, spec, collection, index)
 

@@ -97,3 +97,9 @@ def test_an_acknowledged_write_survives_kill_9_and_a_torn_index_file(tmp_path: P
     assert r.returncode == 0, r.stderr
     assert "rebuilt" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert all(f.stat().st_size > 0 for f in _index_files(db))
+    # a data file cut short cannot be rebuilt: refused in one line (it was "unexpected MilvusException", exit 3)
+    data = sorted(db.glob("collections/*/partitions/*/data/*.parquet"))[0]
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    r = cli(*args, check=False)
+    assert r.returncode == 2 and "cannot open the gallery" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
