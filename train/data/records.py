@@ -16,6 +16,7 @@ from runtime.preprocess import is_image_path
 __all__ = [
     "IR",
     "PSEUDO_IR_KINDS",
+    "RECORD_VIEWS",
     "RGB",
     "DataLayoutError",
     "Record",
@@ -29,6 +30,8 @@ RGB = 0
 IR = 1
 #: How a colour photograph is turned into a stand-in infrared image (paper §4.2 uses "red").
 PSEUDO_IR_KINDS = ("red", "gray", "thermal", "randmap")
+#: How evaluation may re-see a stored image (``Record.view``; train.data.llvip_views).
+RECORD_VIEWS = ("mirrored", "reframed", "reframed-mirrored")
 
 
 class DataLayoutError(ValueError):
@@ -45,6 +48,9 @@ class Record:
     modality: int  # 0 rgb, 1 ir
     #: 'red' | 'gray' | 'thermal' for a colour photograph that must be converted to pseudo-IR when loaded.
     pseudo_ir: str | None = None
+    #: How evaluation re-sees the stored image: an LLVIP view ('mirrored', 'reframed', 'reframed-mirrored';
+    #: train.data.llvip_views), applied by train.evaluate.features.load_record_image. None = as stored.
+    view: str | None = None
 
     def __post_init__(self) -> None:
         if self.modality not in (RGB, IR):
@@ -53,6 +59,9 @@ class Record:
             raise ValueError(
                 f"{self.path}: pseudo_ir must be one of {', '.join(PSEUDO_IR_KINDS)} or None, got {self.pseudo_ir!r}"
             )
+        if self.view is not None and self.view not in RECORD_VIEWS:
+            raise ValueError(f"{self.path}: view must be one of {', '.join(RECORD_VIEWS)} or None (as stored), "
+                             f"got {self.view!r}")
 
 
 def require_dir(path: str | os.PathLike[str], what: str) -> Path:
