@@ -25,9 +25,9 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from train.models import DATNet, StripeHead, embedding_from_parts, stripe_bins
-from train.models.shape import join_shape
 
-__all__ = ["DeployEncoder", "FusedStripeHead", "deploy_encoder", "fold_backbone_bn", "pooling_matrix"]
+__all__ = ["DeployEncoder", "FusedStripeHead", "StaticPadConv2d", "deploy_encoder", "fold_backbone_bn", "pooling_matrix",
+           "static_same_padding"]
 
 
 def pooling_matrix(height: int, width: int, stripes: int) -> torch.Tensor:
@@ -65,37 +65,48 @@ class FusedStripeHead(nn.Module):
 
 
 class DeployEncoder(nn.Module):
-    """Raw 0-255 images (N, 3, H, W) -> L2-normalised embeddings (N, n·D), with the fixed shape
-    descriptor joined when the model has one (N, n·D + K): what the ONNX graph holds."""
+    """Raw 0-255 images (N, 3, H, W) -> L2-normalised embeddings (N, n·D): what the ONNX graph holds."""
 
-    def __init__(self, normalize: nn.Module, backbone: nn.Module, head: nn.Module,
-                 shape: nn.Module | None = None, shape_weight: float = 0.0) -> None:
+    def __init__(self, normalize: nn.Module, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__()
         self.normalize, self.backbone, self.head = normalize, backbone, head
-        self.shape, self.shape_weight = shape, shape_weight
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.normalize(images)
-        emb = embedding_from_parts(self.head(self.backbone(x)))
-        return join_shape(emb, x, self.shape, self.shape_weight)  # the descriptor's nodes are named /shape/...
+        return embedding_from_parts(self.head(self.backbone(self.normalize(images))))
+
+
+#: (conv, bn) attribute pairs of timm's EfficientNet blocks, by class name: the forward runs each conv
+#: straight into its BN (timm's BatchNormAct2d: BN then its activation, e.g. ReLU6).
+TIMM_PAIRS = {"InvertedResidual": (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")),
+              "DepthwiseSeparableConv": (("conv_dw", "bn1"), ("conv_pw", "bn2"))}
+
+
+def _after_fold(bn: nn.BatchNorm2d) -> nn.Module:
+    """What stays of ``bn`` once folded: nothing, or the activation of a timm BatchNormAct2d (Clip in ONNX)."""
+    act, drop = getattr(bn, "act", None), getattr(bn, "drop", None)
+    if isinstance(act, nn.Module) and not isinstance(act, nn.Identity):
+        return nn.Sequential(drop, act) if isinstance(drop, nn.Module) and not isinstance(drop, nn.Identity) else act
+    return nn.Identity()
 
 
 def _fold_pairs(module: nn.Module) -> None:
-    """Fold conv{i}/bn{i} attribute pairs and Sequential(conv, bn) pairs in place, recursively."""
+    """Fold conv{i}/bn{i} attribute pairs, timm's block pairs (`TIMM_PAIRS`) and Sequential(conv, bn)
+    pairs in place, recursively; a BN's own activation (timm's BatchNormAct2d) stays after the conv."""
     for child in module.children():
         _fold_pairs(child)
-    for i in range(1, 4):
-        conv, bn = getattr(module, f"conv{i}", None), getattr(module, f"bn{i}", None)
+    pairs = [(f"conv{i}", f"bn{i}") for i in range(1, 4)] + list(TIMM_PAIRS.get(type(module).__name__, ()))
+    for c, b in pairs:
+        conv, bn = getattr(module, c, None), getattr(module, b, None)
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-            setattr(module, f"conv{i}", fuse_conv_bn_eval(conv, bn))
-            setattr(module, f"bn{i}", nn.Identity())
+            setattr(module, c, fuse_conv_bn_eval(conv, bn))
+            setattr(module, b, _after_fold(bn))
     if isinstance(module, nn.Sequential):
         keys = list(module._modules)
         for a, b in itertools.pairwise(keys):
             conv, bn = module._modules[a], module._modules[b]
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                 module._modules[a] = fuse_conv_bn_eval(conv, bn)
-                module._modules[b] = nn.Identity()
+                module._modules[b] = _after_fold(bn)
 
 
 def fold_backbone_bn(backbone: nn.Module) -> nn.Module:
@@ -104,6 +115,52 @@ def fold_backbone_bn(backbone: nn.Module) -> nn.Module:
     left = [name for name, m in backbone.named_modules() if isinstance(m, nn.BatchNorm2d)]
     if left:
         raise ValueError(f"BatchNorm2d not directly after a Conv2d, cannot fold: {left[:3]}")
+    return backbone
+
+
+class StaticPadConv2d(nn.Conv2d):
+    """A conv after a constant zero pad of fixed ``pads`` (left, right, top, bottom): timm's Conv2dSame
+    (TensorFlow "same" padding, computed from the input size at run time, which the tracer exports as
+    Shape/Ceil/Clip arithmetic feeding a dynamic Pad) for the one input size the graph has. The Pad
+    exports with constant pads, which `export.graph.fold_pads` folds into the Conv's own (asymmetric)
+    ``pads``: no Pad node is left between a DequantizeLinear and its Conv."""
+
+    def __init__(self, conv: nn.Conv2d, pads: tuple[int, int, int, int]) -> None:
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0, conv.dilation,
+                         conv.groups, conv.bias is not None)
+        self.pads = pads
+        self.load_state_dict(conv.state_dict())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(nn.functional.pad(x, self.pads))
+
+
+def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    total = max((-(-size // stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+@torch.no_grad()
+def static_same_padding(backbone: nn.Module, normalize: nn.Module, height: int, width: int) -> nn.Module:
+    """Replace every timm Conv2dSame in ``backbone`` by a `StaticPadConv2d` for ``height`` x ``width`` inputs."""
+    sizes: dict[str, tuple[int, int]] = {}
+    dynamic = {name: m for name, m in backbone.named_modules() if type(m).__name__ == "Conv2dSame"}
+    if not dynamic:
+        return backbone
+    hooks = [m.register_forward_pre_hook(lambda _m, a, name=name: sizes.__setitem__(name, tuple(a[0].shape[-2:])))
+             for name, m in dynamic.items()]
+    try:
+        backbone(normalize(torch.zeros(1, 3, height, width)))
+    finally:
+        for h in hooks:
+            h.remove()
+    for name, conv in dynamic.items():
+        (ih, iw), (kh, kw), (sh, sw), (dh, dw) = sizes[name], conv.kernel_size, conv.stride, conv.dilation
+        top, bottom = _same_pads(ih, kh, sh, dh)
+        left, right = _same_pads(iw, kw, sw, dw)
+        parent, _, leaf = name.rpartition(".")
+        setattr(backbone.get_submodule(parent) if parent else backbone, leaf,
+                StaticPadConv2d(conv, (left, right, top, bottom)))
     return backbone
 
 
@@ -118,4 +175,5 @@ def deploy_encoder(model: DATNet, modality: str, height: int, width: int) -> Dep
     enc = copy.deepcopy(model.encoder(modality)).eval()
     fh, fw = feature_map_size(enc, height, width)
     head = FusedStripeHead(enc.head, fh, fw)
-    return DeployEncoder(enc.normalize, fold_backbone_bn(enc.backbone), head, enc.shape, enc.shape_weight).eval()
+    backbone = static_same_padding(fold_backbone_bn(enc.backbone), enc.normalize, height, width)
+    return DeployEncoder(enc.normalize, backbone, head).eval()

@@ -25,7 +25,7 @@ import onnx
 import torch
 from onnx import TensorProto, numpy_helper
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "Check", "check_io", "check_structure", "export_onnx", "op_counts"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "Check", "check_io", "check_structure", "export_onnx", "fold_pads", "op_counts"]
 
 INPUT_NAME, OUTPUT_NAME = "images", "embeddings"
 
@@ -59,6 +59,7 @@ def export_onnx(module: torch.nn.Module, height: int, width: int, dim: int, opse
     out_dim.Clear()
     out_dim.dim_value = dim
     inline_identities(model)
+    fold_pads(model)
     name_nodes(model)
     model.producer_name = "irreid-edge export.onnx"
     return model
@@ -240,3 +241,83 @@ def inline_identities(model: onnx.ModelProto) -> None:
     if rename:
         for n in g.node:
             n.input[:] = [rename.get(i, i) for i in n.input]
+
+
+def fold_pads(model: onnx.ModelProto) -> int:
+    """Fold each constant zero Pad (spatial axes only) read by a single Conv into that Conv's ``pads``;
+    returns how many were folded. TensorFlow-style "same" padding (EfficientNet's strided convs) pads
+    asymmetrically, which PyTorch's Conv2d cannot hold but ONNX's Conv can (begin and end pads): so no
+    Pad sits between a Conv and the DequantizeLinear of its input, where TensorRT would otherwise have
+    to move or fuse it to run the conv in int8, and ONNX Runtime's QLinearConv fusion needs DQ -> Conv."""
+    import numpy as np
+
+    g = model.graph
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+    folded = []
+    for pad in [n for n in g.node if n.op_type == "Pad"]:
+        mode = next((a.s.decode() for a in pad.attribute if a.name == "mode"), "constant")
+        pads = _constant_subgraph(model, pad.input[1]) if len(pad.input) > 1 else None
+        value = _constant(model, pad.input[2]) if len(pad.input) > 2 and pad.input[2] else 0.0
+        readers = consumers.get(pad.output[0], [])
+        if (mode != "constant" or pads is None or value is None or np.any(np.asarray(value) != 0)
+                or (len(pad.input) > 3 and pad.input[3]) or pad.output[0] in outputs or len(readers) != 1
+                or readers[0].op_type != "Conv" or readers[0].input[0] != pad.output[0]):
+            continue
+        p = np.asarray(pads, np.int64).ravel()
+        conv = readers[0]
+        if p.size != 8 or np.any(p[[0, 1, 4, 5]] != 0) or np.any(p < 0) or any(
+                a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in conv.attribute):
+            continue
+        old = next((list(a.ints) for a in conv.attribute if a.name == "pads"), [0, 0, 0, 0])
+        new = [int(x) for x in np.add(old, [p[2], p[3], p[6], p[7]])]
+        kept = [a for a in conv.attribute if a.name != "pads"]
+        del conv.attribute[:]
+        conv.attribute.extend([*kept, onnx.helper.make_attribute("pads", new)])
+        conv.input[0] = pad.input[0]
+        folded.append(pad)
+    for pad in folded:
+        g.node.remove(pad)
+    while folded:  # the pads' arithmetic (the exporter's Constant -> ConstantOfShape -> Concat -> ... nodes), now unread
+        used = {i for n in g.node for i in n.input} | outputs
+        dead = [n for n in g.node if not any(o in used for o in n.output)]
+        for n in dead:
+            g.node.remove(n)
+        if not dead:
+            for i in [i for i in g.initializer if i.name not in used]:
+                g.initializer.remove(i)
+            break
+    return len(folded)
+
+
+def _constant_subgraph(model: onnx.ModelProto, name: str) -> object | None:
+    """The value of ``name`` when it depends on constants only (the TorchScript exporter leaves F.pad's pads
+    as a small Concat/Reshape/Slice computation over Constant nodes); None when it reads a graph input."""
+    from onnx.reference import ReferenceEvaluator
+
+    direct = _constant(model, name)
+    if direct is not None:
+        return direct
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name for i in model.graph.initializer}
+    need, todo = set(), [name]
+    while todo:
+        t = todo.pop()
+        if t in inits or not t:
+            continue
+        node = producer.get(t)
+        if node is None:
+            return None  # a graph input
+        if node.name in need:
+            continue
+        need.add(node.name)
+        todo += list(node.input)
+    nodes = [n for n in model.graph.node if n.name in need]
+    used = {i for n in nodes for i in n.input}
+    graph = onnx.helper.make_graph(nodes, "constant", [], [onnx.helper.make_empty_tensor_value_info(name)],
+                                   [i for i in model.graph.initializer if i.name in used])
+    sub = onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
+    return ReferenceEvaluator(sub).run(None, {})[0]

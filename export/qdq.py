@@ -10,7 +10,13 @@ consumers differ (shared/DESIGN.md, measured facts; figures in docs/export.md):
   residual (identity) input of each skip-connection Add whose other input is a quantised Conv's output;
   never on the output of a weighted layer, so TensorRT fuses Conv+Add+ReLU with int8 in and out. A
   downsample block's identity is its downsample conv's output, so it stays float (NVIDIA's example
-  quantises it; the guide's "outputs of weighted layers" rule, which issue 16 made the bar, does not). Symmetric int8 activations (zero point 0, the only form TensorRT accepts), float biases
+  quantises it; the guide's "outputs of weighted layers" rule, which issue 16 made the bar, does not).
+  Inverted-residual (MBConv, EfficientNet-Lite) blocks: a projection conv's output is quantised because
+  the next block's expansion conv reads it (the Q is that reader's; TensorRT fuses it into the
+  producer's int8 output), and each skip Add's identity reads that same pair; ReLU6 (Clip) stays
+  adjacent to its conv, the Q after it, so TensorRT fuses Conv+Clip into one int8 layer; TensorFlow
+  "same" padding is folded into the Conv (`export.graph.fold_pads`), so no Pad sits between a DQ and
+  its conv. Symmetric int8 activations (zero point 0, the only form TensorRT accepts), float biases
   (TensorRT quantises them itself). No Cast between a DequantizeLinear and its layer:
     * opset <= 18 (default 17, what TensorRT 8.5/8.6 parse): scales float32 (the only scale type
       before opset 19, and TensorRT 8.6's Dequantize operator takes float32 scales only), the graph
@@ -21,7 +27,7 @@ consumers differ (shared/DESIGN.md, measured facts; figures in docs/export.md):
       layer; fp16 around, the pooling, head output and L2 norms float32 (`export.fp16`).
 - ``cpu`` (``*.int8-cpu.onnx``): uint8 asymmetric activations and int32 biases, the form ONNX Runtime's
   CPU kernels run fastest. ONNX Runtime fuses DQ -> Conv -> Q into QLinearConv only when the Conv's
-  output is quantised too (ReLU folded into that Q's range), so this graph keeps ONNX Runtime's own QDQ
+  output is quantised too (ReLU / ReLU6 folded into that Q's range), so this graph keeps ONNX Runtime's own QDQ
   placement (its quantiser, fed our ranges); the TensorRT placement was measured slower here.
 
 The stripe-pooling MatMul and everything after the head conv are never quantised, so the head's
@@ -96,12 +102,15 @@ def residual_inputs(model: onnx.ModelProto, quantized: set[str]) -> list[tuple[s
     A residual Add has two activation inputs; the main branch is the deeper one (it went through the
     block's convolutions) and is fused into its Conv by TensorRT when that Conv (in ``quantized``) is
     int8. The other, shallower input is the identity: the block input (quantised), or the downsample
-    conv's output (left float: never a Q on a weighted layer's output).
+    conv's output (left float: never a Q on a weighted layer's output that only the Add reads). In an
+    inverted-residual (MBConv) block the identity is the previous block's projection conv output, which
+    is quantised anyway because the block's own expansion conv reads it: the Add reads that same pair.
     """
     g = model.graph
     inits = {i.name for i in g.initializer} | {n.output[0] for n in g.node if n.op_type == "Constant"}
     producer = {o: n for n in g.node for o in n.output}
     depth = _depths(model)
+    conv_inputs = {n.input[0] for n in g.node if n.name in quantized}  # quantised in any case
     out = []
     for n in g.node:
         if n.op_type != "Add" or len(n.input) != 2 or any(i in inits for i in n.input):
@@ -109,7 +118,7 @@ def residual_inputs(model: onnx.ModelProto, quantized: set[str]) -> list[tuple[s
         main = max((0, 1), key=lambda k: depth.get(n.input[k], 0))
         src = producer.get(n.input[main])
         identity = producer.get(n.input[1 - main])
-        if identity is not None and identity.op_type in WEIGHTED_OPS:
+        if identity is not None and identity.op_type in WEIGHTED_OPS and n.input[1 - main] not in conv_inputs:
             # A downsample block: its identity is the downsample conv's output. NVIDIA's ResNet example
             # quantises it; the placement rule ("do not quantize the outputs of weighted layers",
             # issue 16's bar) does not, and TensorRT then fuses the main conv + Add with a float
@@ -229,7 +238,11 @@ def _tensors_data(ranges: Mapping[str, TensorRange]) -> object:
 
 def _onnxruntime_qdq(model: onnx.ModelProto, ranges: Mapping[str, TensorRange], keep_float: list[str],
                      fc: list[str], recipe: QuantRecipe) -> onnx.ModelProto:
-    """ONNX Runtime's QDQ quantiser with our ranges: Conv/MatMul/Add/MaxPool/ReLU, outputs quantised."""
+    """ONNX Runtime's QDQ quantiser with our ranges: Conv/MatMul/Add/MaxPool/ReLU/Clip, outputs quantised.
+
+    Relu and Clip (ReLU6, EfficientNet-Lite) after a quantised Conv are removed by the quantiser: the
+    Conv's output Q takes the activation's range (uint8, low end 0), so DQ -> Conv -> Q fuses into
+    QLinearConv; a Clip left between Conv and Q would keep every conv of a ReLU6 network in float."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
 
@@ -239,7 +252,7 @@ def _onnxruntime_qdq(model: onnx.ModelProto, ranges: Mapping[str, TensorRange], 
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # the quantiser's advice
     quantizer = QDQQuantizer(
         model, True, False, QuantType.QInt8, QuantType.QInt8 if symmetric else QuantType.QUInt8,
-        _tensors_data(ranges), None, keep_float, ["Conv", "MatMul", "Add", "MaxPool", "Relu"], extra,
+        _tensors_data(ranges), None, keep_float, ["Conv", "MatMul", "Add", "MaxPool", "Relu", "Clip"], extra,
     )
     quantizer.quantize_model()
     out: onnx.ModelProto = quantizer.model.model
@@ -282,6 +295,7 @@ def quantize(model: onnx.ModelProto, ranges: Mapping[str, TensorRange], target: 
         out = _onnxruntime_qdq(m, ranges, keep_float, roles["fc"], recipe)
     else:
         out = _weighted_inputs(m, ranges, set(keep_float), recipe)
+    _drop_unread_constants(out)
     del out.graph.value_info[:]  # stale float annotations of tensors that now hold int8
     name_nodes(out)
     toposort(out)
@@ -290,6 +304,13 @@ def quantize(model: onnx.ModelProto, ranges: Mapping[str, TensorRange], target: 
     del out.metadata_props[:]
     out.metadata_props.extend(model.metadata_props)
     return out
+
+
+def _drop_unread_constants(model: onnx.ModelProto) -> None:
+    """Constant nodes nothing reads any more (the min/max of a Clip the quantiser removed)."""
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    for n in [n for n in model.graph.node if n.op_type == "Constant" and n.output[0] not in used]:
+        model.graph.node.remove(n)
 
 
 def with_placement(target: str, placement: str) -> QuantRecipe:
@@ -305,8 +326,13 @@ def placement_problems(model: onnx.ModelProto, target: str, kept_float: Iterable
     Both: every Conv reads its activation and its weight through a DequantizeLinear (nothing, not
     even a Cast, in between: TensorRT and ONNX Runtime fuse DQ -> Conv only when adjacent).
     ``trt``: no QuantizeLinear on a Conv/Gemm output, not even a downsample block's identity branch
-    (issue 16's bar; NVIDIA's ``residual_quantizer`` would quantise that one); ``cpu``: every Conv
-    but the head's feeds QuantizeLinear nodes only (ONNX Runtime's QLinearConv needs the output Q).
+    (issue 16's bar; NVIDIA's ``residual_quantizer`` would quantise that one), unless another quantised
+    Conv/Gemm reads it as its input (an MBConv projection conv feeds the next block's expansion conv:
+    the Q belongs to the reader, and TensorRT fuses it into the producer's int8 output); no activation
+    (Clip = ReLU6, Relu) reading a DequantizeLinear (Conv -> Clip must stay adjacent for TensorRT's
+    Conv+Clip fusion; the Q/DQ goes after the Clip); no Pad between a DequantizeLinear and its Conv (TF
+    "same" pads are folded into the Conv, `export.graph.fold_pads`). ``cpu``: every Conv but the head's
+    feeds QuantizeLinear nodes only (ONNX Runtime's QLinearConv needs the output Q).
     """
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
@@ -321,15 +347,25 @@ def placement_problems(model: onnx.ModelProto, target: str, kept_float: Iterable
             src = producer.get(conv.input[k])
             if src is None or src.op_type != "DequantizeLinear":
                 problems.append(f"Conv {conv.name}: {what} input from {src.op_type if src else 'an initializer'}, "
-                                f"not a DequantizeLinear")
+                                f"not a DequantizeLinear" + (" (fold the Pad into the Conv, or put the Q/DQ before it)"
+                                                              if src is not None and src.op_type == "Pad" else ""))
         outs = consumers.get(conv.output[0], [])
-        if target == "cpu" and "head" not in conv.name and any(c.op_type != "QuantizeLinear" for c in outs):
+        if target == "cpu" and not conv.name.startswith("/head/") and any(c.op_type != "QuantizeLinear" for c in outs):
             problems.append(f"Conv {conv.name}: output read by {[c.op_type for c in outs]}, not only QuantizeLinear")
     if target == "trt":
+        for act in (n for n in g.node if n.op_type in ("Clip", "Relu") and n.name not in exempt):
+            src = producer.get(act.input[0])
+            if src is not None and src.op_type == "DequantizeLinear":
+                problems.append(f"{act.op_type} {act.name} reads a DequantizeLinear: Q/DQ between a Conv and its "
+                                f"activation stops TensorRT's Conv+{act.op_type} fusion")
         for q in (n for n in g.node if n.op_type == "QuantizeLinear"):
             src = producer.get(q.input[0])
             if src is not None and src.op_type in WEIGHTED_OPS and src.name not in exempt:
-                readers = [c.op_type for dq in consumers.get(q.output[0], []) for c in consumers.get(dq.output[0], [])]
+                dq_out = {dq.output[0] for dq in consumers.get(q.output[0], [])}
+                read = [c for t in dq_out for c in consumers.get(t, [])]
+                if any(c.op_type in WEIGHTED_OPS and c.name not in exempt and c.input[0] in dq_out for c in read):
+                    continue  # the input Q of a quantised weighted layer (MBConv: projection -> expansion conv)
+                readers = [c.op_type for c in read]
                 problems.append(f"QuantizeLinear on the output of {src.op_type} {src.name} (read by {readers}): "
                                 f"TensorRT's placement quantises weighted layers' inputs, never their outputs")
     return problems
