@@ -76,11 +76,15 @@ def _market_pool(data_config: Any) -> list[CalibImage]:
 
 
 def _real_splits(root: Path, data_config: Any, llvip_trained: bool = False) -> list[RealSplit]:
+    from train.data.market import has_test_split
     from train.evaluate.protocols import iter_trials
 
     cams = tuple(data_config.market_ir_cams)
-    out = []
-    trials = list(iter_trials("market", root, market_ir_cams=cams, pseudo_ir="red"))  # train.evaluate's 10
+    out: list[RealSplit] = []
+    if float(data_config.market_holdout) == 0 and not has_test_split(root):
+        return out  # the run trained on every id of this copy: it has no held-out ids to rank
+    trials = list(iter_trials("market", root, market_ir_cams=cams, pseudo_ir="red",  # train.evaluate's 10
+                              market_holdout=float(data_config.market_holdout)))
     gallery = list({r.path: r for t in trials for r in t.gallery}.values())  # each image embedded once
     row = {r.path: i for i, r in enumerate(gallery)}
     assert all(t.queries == trials[0].queries for t in trials)  # the trials differ in their galleries only

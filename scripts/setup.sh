@@ -17,8 +17,8 @@ if ! "$VPY" -c "import torch, torchvision" 2>/dev/null; then
   echo "setup: installing torch 2.14.1 + torchvision 0.29.1"
   "$VPY" -m pip install -q torch==2.14.1 torchvision==0.29.1
 fi
-echo "setup: installing irreid-edge[cpu,train,export,search,serve,milvus,watch,dev]"
-"$VPY" -m pip install -q -e ".[cpu,train,export,search,serve,milvus,watch,dev]"
+echo "setup: installing irreid-edge[cpu,train,pretrained,export,search,serve,milvus,watch,dev]"
+"$VPY" -m pip install -q -e ".[cpu,train,pretrained,export,search,serve,milvus,watch,dev]"
 # Type stubs for TensorRT only: their dependency `tensorrt` cannot install off NVIDIA hardware.
 "$VPY" -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
 

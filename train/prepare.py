@@ -123,16 +123,15 @@ def _read_market_train(root: str | Path, cfg: DataConfig) -> list[Record]:
 
 def _market(root: Path, cfg: DataConfig) -> PreparedData:
     recs = _read_market_train(root, cfg)
-    train_ids, val_ids, test_ids = dev_split(r.pid for r in recs)
-    if has_test_split(root):  # a full copy: its own test ids are the held-out set
-        train_ids |= test_ids
-    if not cfg.val_split:
-        train_ids |= val_ids
+    train_ids, held_ids = dev_split((r.pid for r in recs), cfg.market_holdout)
+    if has_test_split(root) and not cfg.val_split:  # a full copy tests on its own test ids: nothing to hold out
+        train_ids |= held_ids
+    if not cfg.val_split or not held_ids:
         return PreparedData(str(root), [r for r in recs if r.pid in train_ids])
     first = renderings(cfg)[0]  # validation probes in the first rendering only, on the paper's camera split
     split = recs if not cfg.market_both else read_market(root, "train", ir_cams=tuple(cfg.market_ir_cams),
                                                              pseudo_ir=first)
-    val = [r for r in split if r.pid in val_ids and r.pseudo_ir in (None, first)]
+    val = [r for r in split if r.pid in held_ids and r.pseudo_ir in (None, first)]
     return PreparedData(
         str(root), [r for r in recs if r.pid in train_ids],
         val_queries=[r for r in val if r.modality == 1],

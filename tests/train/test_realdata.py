@@ -54,21 +54,24 @@ def make_llvip(root: Path) -> Path:
 
 
 def test_dev_split_is_disjoint_and_fixed() -> None:
-    train, val, test = dev_split(range(1, 101))
-    assert len(val) == len(test) == 10 and len(train) == 80
-    assert not (train & val or train & test or val & test)
-    assert min(val) == 1 and min(test) == 6  # every 10th from the first / from the sixth
-    assert dev_split(reversed(range(1, 101))) == (train, val, test)
+    train, held = dev_split(range(1, 101))
+    assert len(held) == 40 and len(train) == 60 and not train & held  # 40 % held out by default
+    assert sorted(held)[:4] == [1, 3, 6, 8]  # evenly spaced from the first: index i*n//h
+    assert dev_split(reversed(range(1, 101))) == (train, held)
+    assert dev_split(range(1, 101), 0.0) == (set(range(1, 101)), set())
+    assert len(dev_split(range(1, 501), 0.3)[1]) == 150
+    with pytest.raises(ValueError, match="fraction"):
+        dev_split(range(10), 1.0)
 
 
 def test_prepare_never_trains_on_held_out_market_ids(tmp_path: Path) -> None:
     root = make_market_dev(tmp_path / "dev")
     cfg = apply_overrides(get_preset("market-cpu"), {"data.root": str(root)}).validate()
     data = prepare_data(cfg.data)
-    _, val, test = dev_split(range(1, 21))
+    _, test = dev_split(range(1, 21))
     trained = {r.pid for r in data.train}
-    assert trained == set(range(1, 21)) - val - test
-    assert {r.pid for r in data.val_queries} == val
+    assert trained == set(range(1, 21)) - test and len(test) == 8
+    assert {r.pid for r in data.val_queries} == test
     trials = list(iter_trials("market", root, trials=3))
     assert [t.trial for t in trials] == [0, 1, 2]
     for t in trials:
@@ -249,6 +252,17 @@ def test_onnx_llvip_and_market_protocols_end_to_end(tmp_path: Path) -> None:
     assert res["rows"][0]["queries"] == 2 * 3 * 2 and res["rows"][0]["gallery"] == 2 * 3  # 2 held-out ids
 
 
+
+def test_holdout_zero_trains_on_every_id_and_has_no_held_out_figure(tmp_path: Path) -> None:
+    root = make_market_dev(tmp_path / "dev")
+    cfg = apply_overrides(get_preset("market-cpu"), {"data.root": str(root), "data.market_holdout": 0}).validate()
+    data = prepare_data(cfg.data)
+    assert {r.pid for r in data.train} == set(range(1, 21)) and not data.has_val
+    with pytest.raises(ValueError, match="no held-out identities"):
+        list(iter_trials("market", root, trials=1, market_holdout=0.0))
+    held = {r.pid for t in iter_trials("market", root, trials=1, market_holdout=0.25) for r in t.queries}
+    assert held == dev_split(range(1, 21), 0.25)[1] and len(held) == 5
+
 @pytest.mark.skipif(not (SHARED / "llvip-dev").is_dir(), reason="../shared/data/llvip-dev not present")
 def test_real_llvip_dev_split() -> None:
     test = read_llvip_pairs(SHARED / "llvip-dev", "test")
@@ -259,8 +273,8 @@ def test_real_llvip_dev_split() -> None:
 @pytest.mark.skipif(not (SHARED / "market1501-dev").is_dir(), reason="../shared/data/market1501-dev not present")
 def test_real_market_dev_held_out_ids() -> None:
     pids = {r.pid for r in read_market(SHARED / "market1501-dev", "train")}
-    train, val, test = dev_split(pids)
-    assert (len(train), len(val), len(test)) == (400, 50, 50)
+    train, test = dev_split(pids)
+    assert (len(train), len(test)) == (300, 200)  # a gallery as large as a real test's (>= 150 ids)
 
 
 def test_fit_market_cpu_ends_with_the_real_photo_tests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -274,11 +288,11 @@ def test_fit_market_cpu_ends_with_the_real_photo_tests(tmp_path: Path, capsys: p
     assert rc == 0
     out = capsys.readouterr().out
     assert "Market held-out ids, thermal -> colour" in out and "Market held-out ids, red -> colour" in out
-    assert "LLVIP held-out frames (same scene) t2v" in out and "(10 trials)" in out
+    assert "LLVIP held-out frames (same scene) t2v" in out and "(10 trials, gallery 24 img/8 ids)" in out
     run = tmp_path / "runs" / "t"
     assert {p.name for p in run.glob("test-*.json")} == {"test-market-thermal.json", "test-market-red.json",
                                                           "test-llvip.json"}
-    assert json.loads((run / "test-market-red.json").read_text())["rows"][0]["queries"] == 2 * 3 * 2
+    assert json.loads((run / "test-market-red.json").read_text())["rows"][0]["queries"] == 8 * 3 * 2  # 40 % of 20 ids
 
 
 def test_two_renderings_give_each_pseudo_ir_image_twice(tmp_path: Path) -> None:
@@ -348,7 +362,7 @@ def test_export_of_a_market_run_calibrates_ir_on_its_renderings(tmp_path: Path) 
     from runtime.preprocess import decode_image, preprocess_image
 
     root = make_market_dev(tmp_path / "dev")
-    _, val, test = dev_split(range(1, 21))
+    _, test = dev_split(range(1, 21))
     data = gather(str(root), [], 64, data_config={"name": "market", "pseudo_ir": "red+thermal",
                                                   "market_ir_cams": [4, 5, 6]})
     ir = [im for im in data.calib if im.modality == "ir"]
@@ -356,7 +370,7 @@ def test_export_of_a_market_run_calibrates_ir_on_its_renderings(tmp_path: Path) 
     assert len(ir) == len(rgb) == 32
     assert {im.render for im in ir} == {"red", "thermal"} and {im.render for im in rgb} == {None}
     assert all(parse_name(Path(im.path).name)[1] >= 4 for im in ir)  # cameras 4-6
-    assert not {int(im.identity) for im in data.calib + data.held_out} & (val | test)  # held-out ids never used
+    assert not {int(im.identity) for im in data.calib + data.held_out} & test  # held-out ids never used
     from tiny_onnx import make_tiny_spec
 
     spec = make_tiny_spec("ir", height=32, width=16, dim=8)

@@ -17,9 +17,10 @@ descriptor to the deploy embedding; issue 30 removed it for that reason: 1.8 % r
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from runtime.preprocess import decode_image
 
@@ -88,14 +89,20 @@ def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
     return np.apply_along_axis(lambda v: np.convolve(v, k, mode="valid"), 1, a)
 
 
-def gradient_shapes(paths: Sequence[str], size: tuple[int, int] = (64, 32), blur: float = 1.5) -> np.ndarray:
+def _grey(item: str | Image.Image) -> Image.Image:
+    """An image path or an already loaded image (e.g. an LLVIP view) as 8-bit grey."""
+    return (item if isinstance(item, Image.Image) else decode_image(item)).convert("L")
+
+
+def gradient_shapes(paths: Sequence[str | Image.Image], size: tuple[int, int] = (64, 32),
+                    blur: float = 1.5) -> np.ndarray:
     """Grey-gradient shape descriptors: grey image resized to ``size`` (h, w), contrast-normalised,
     Sobel gradient magnitude, blurred, mean-removed and L2-normalised. Silhouettes and limbs keep
     their outline in thermal and visible alike, where brightness and colour do not."""
     h, w = size
     out = []
     for p in paths:
-        g = decode_image(p).convert("L").resize((w, h))
+        g = _grey(p).resize((w, h))
         a = np.asarray(g, np.float32)
         a = (a - a.mean()) / max(float(a.std()), 1e-3)
         gy, gx = np.gradient(a)
@@ -106,7 +113,8 @@ def gradient_shapes(paths: Sequence[str], size: tuple[int, int] = (64, 32), blur
     return np.stack(out).astype(np.float32)
 
 
-def hog_shapes(paths: Sequence[str], size: tuple[int, int] = (128, 64), cell: int = 4, bins: int = 9) -> np.ndarray:
+def hog_shapes(paths: Sequence[str | Image.Image], size: tuple[int, int] = (128, 64), cell: int = 4,
+               bins: int = 9) -> np.ndarray:
     """Histograms of oriented gradients (Dalal & Triggs, CVPR 2005) with UNSIGNED orientation: grey
     image resized to ``size`` (h, w) and standardised, gradient orientation folded to [0, pi) in
     ``bins`` bins weighted by magnitude over ``cell`` x ``cell`` cells, 2 x 2-cell blocks L2-normalised,
@@ -121,7 +129,7 @@ def hog_shapes(paths: Sequence[str], size: tuple[int, int] = (128, 64), cell: in
     ch, cw = h // cell, w // cell
     out = []
     for p in paths:
-        a = np.asarray(decode_image(p).convert("L").resize((w, h)), np.float32)
+        a = np.asarray(_grey(p).resize((w, h)), np.float32)
         a = (a - a.mean()) / max(float(a.std()), 1e-3)
         gy, gx = np.gradient(a)
         mag = np.hypot(gx, gy)[:ch * cell, :cw * cell]
@@ -139,18 +147,32 @@ def hog_shapes(paths: Sequence[str], size: tuple[int, int] = (128, 64), cell: in
     return np.stack(out).astype(np.float32)
 
 
-SHAPE_MATCHERS = {"gradient": gradient_shapes, "hog": hog_shapes}
+SHAPE_MATCHERS: dict[str, Callable[[Sequence[str | Image.Image]], np.ndarray]] = {
+    "gradient": gradient_shapes, "hog": hog_shapes}
 
 
-def llvip_shape_rank1(root: str | os.PathLike[str], split: str = "test", method: str = "gradient") -> dict[str, float]:
+def llvip_shape_rank1(root: str | os.PathLike[str], split: str = "test", method: str = "gradient",
+                      views: Sequence[str] = ("aligned",)) -> dict[str, float]:
     """A hand-made matcher's rank-1 on LLVIP twins: {"t2v": ..., "v2t": ...} as fractions. ``method``:
-    "gradient" (``gradient_shapes``) or "hog" (``hog_shapes``)."""
+    "gradient" (``gradient_shapes``) or "hog" (``hog_shapes``). ``views`` (train.data.llvip_views) see
+    the visible crops aligned (keys "t2v", "v2t"), mirrored, re-framed or both (keys "t2v-mirrored",
+    ...), as ``python -m train.evaluate --llvip-view`` does; the thermal crops are never changed."""
+    from dataclasses import replace
+
     from ..data.llvip import read_llvip_pairs
+    from ..data.llvip_views import parse_views, view_direction
+    from .features import load_record_image
 
     if method not in SHAPE_MATCHERS:
         raise ValueError(f"unknown shape matcher {method!r}; valid: {', '.join(SHAPE_MATCHERS)}")
     describe = SHAPE_MATCHERS[method]
     recs = read_llvip_pairs(root, split)
-    vis, ir = [r for r in recs if r.modality == 0], [r for r in recs if r.modality == 1]
-    fv, fi = describe([r.path for r in vis]), describe([r.path for r in ir])
-    return {"t2v": rank1(fi, fv, ir, vis, "same_cam"), "v2t": rank1(fv, fi, vis, ir, "same_cam")}
+    stored, ir = [r for r in recs if r.modality == 0], [r for r in recs if r.modality == 1]
+    fi = describe([r.path for r in ir])
+    out = {}
+    for view in parse_views(",".join(views)):
+        vis = stored if view == "aligned" else [replace(r, view=view) for r in stored]
+        fv = describe([r.path if r.view is None else load_record_image(r) for r in vis])
+        out[view_direction("t2v", view)] = rank1(fi, fv, ir, vis, "same_cam")
+        out[view_direction("v2t", view)] = rank1(fv, fi, vis, ir, "same_cam")
+    return out

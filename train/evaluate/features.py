@@ -7,7 +7,7 @@ cameras 4-6) is converted by ``train.data.transforms.apply_pseudo_ir``, the conv
 Each record is embedded by its own modality's encoder (0 = colour, 1 = IR).
 
 Flip-at-test (``flip=True``) also embeds the horizontally flipped image; ``Features.get("flip")``
-returns normalise(e + e_flipped). Embeddings are cached per (path, modality, pseudo-IR kind), so
+returns normalise(e + e_flipped). Embeddings are cached per (path, modality, pseudo-IR kind, view), so
 the SYSU query set is embedded once for ten trials and gallery images drawn again are not recomputed.
 """
 
@@ -48,8 +48,14 @@ def _l2(x: np.ndarray) -> np.ndarray:
 
 
 def load_record_image(rec: Record) -> Image.Image:
-    """Decoded RGB image of a record, pseudo-IR converted when the record asks for it."""
-    im = to_rgb(decode_image(rec.path))
+    """Decoded RGB image of a record, seen as its ``view`` asks (an LLVIP visible crop mirrored or
+    re-framed: train.data.llvip_views), pseudo-IR converted when the record asks for it."""
+    if rec.view is not None:
+        from ..data.llvip_views import view_image
+
+        im = view_image(rec.path, rec.view)
+    else:
+        im = to_rgb(decode_image(rec.path))
     if rec.pseudo_ir is not None:
         from ..data.transforms import apply_pseudo_ir
 
@@ -101,10 +107,7 @@ class TorchEmbedder:
     config: dict[str, Any] = field(default_factory=dict)  # the checkpoint's TrainConfig.to_dict()
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "cpu",
-                        shape_weight: float | None = None) -> TorchEmbedder:
-        """``shape_weight`` (when given) overrides the checkpoint's weight of the fixed shape descriptor
-        (`train.models.shape`; 0 = learned embedding only): it has no parameters, so any checkpoint takes it."""
+    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "cpu") -> TorchEmbedder:
         from ..checkpoint import load_checkpoint
         from ..models import create_model
         from ..plugins import load_plugins
@@ -118,15 +121,13 @@ class TorchEmbedder:
         kwargs["pretrained"] = "none"  # the checkpoint's own weights follow
         if "num_classes" in ckpt:
             kwargs["num_classes"] = int(ckpt["num_classes"])
-        if shape_weight is not None:
-            kwargs["shape_weight"] = float(shape_weight)
         model = create_model(name, **kwargs)
         model.load_state_dict(ckpt["model"])
         model.eval().to(device)
-        specs = {m: s.replace(embedding_dim=model.output_dim(s.input_height, s.input_width))
+        specs = {m: s.replace(embedding_dim=model.embedding_dim)
                  for m, s in _checkpoint_specs(ckpt, str(path)).items()}
-        what = f"checkpoint {path}" + (f" (shape weight {shape_weight:g})" if shape_weight is not None else "")
-        return cls(model=model, specs=specs, description=what, device=device, config=dict(ckpt.get("config") or {}))
+        return cls(model=model, specs=specs, description=f"checkpoint {path}", device=device,
+                   config=dict(ckpt.get("config") or {}))
 
     def embed(self, batch: np.ndarray, modality: int) -> np.ndarray:
         import torch
@@ -161,22 +162,22 @@ class OnnxEmbedder:
 
 
 def open_embedder(checkpoint: str | None = None, onnx: str | None = None, precision: str = "fp32",
-                  backend: str = "auto", device: str = "cpu", shape_weight: float | None = None) -> Embedder:
+                  backend: str = "auto", device: str = "cpu") -> Embedder:
     if (checkpoint is None) == (onnx is None):
         raise ValueError("give exactly one of a checkpoint (--checkpoint) or an exported model folder (--onnx)")
     if checkpoint is not None:
         if not Path(checkpoint).is_file():  # before importing torch: a typo should fail fast
             raise ValueError(f"{checkpoint}: checkpoint not found; train one with python -m train.fit")
-        return TorchEmbedder.from_checkpoint(Path(checkpoint), device=device, shape_weight=shape_weight)
-    if shape_weight is not None:
-        raise ValueError("--shape-weight applies to a checkpoint; an exported model has its weight built in "
-                         "(re-export with python -m export.onnx --shape-weight W)")
+        return TorchEmbedder.from_checkpoint(Path(checkpoint), device=device)
     return OnnxEmbedder.open(Path(str(onnx)), precision=precision, backend=backend)
 
 
 # -- the cache ----------------------------------------------------------------------------------
-def _key(rec: Record) -> tuple[str, int, str | None]:
-    return (rec.path, rec.modality, rec.pseudo_ir)
+_Key = tuple[str, int, str | None, str | None]
+
+
+def _key(rec: Record) -> _Key:
+    return (rec.path, rec.modality, rec.pseudo_ir, rec.view)  # a re-framed / mirrored view is its own image
 
 
 @dataclass
@@ -186,8 +187,8 @@ class FeatureCache:
     embedder: Embedder
     flip: bool = False
     batch_size: int = 64
-    plain: dict[tuple[str, int, str | None], np.ndarray] = field(default_factory=dict)
-    flipped: dict[tuple[str, int, str | None], np.ndarray] = field(default_factory=dict)
+    plain: dict[_Key, np.ndarray] = field(default_factory=dict)
+    flipped: dict[_Key, np.ndarray] = field(default_factory=dict)
 
     def _fill(self, records: Sequence[Record]) -> None:
         todo = list({_key(r): r for r in records if _key(r) not in self.plain}.values())

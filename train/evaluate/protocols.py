@@ -12,7 +12,10 @@
 - ``market-query``: Market's fixed query / gallery split (one trial), cameras in ``ir_cams``
   pseudo-IR, the standard same-id-same-camera removal.
 - ``llvip-pairs``: each thermal crop's visible twin among all visible crops of the split (``t2v``),
-  and the reverse (``v2t``); one trial; held-out frames by default (a same-scene figure).
+  and the reverse (``v2t``); one trial; held-out frames by default (a same-scene figure). Per
+  ``llvip_views`` (train.data.llvip_views) the visible side is seen aligned (the registered twin, rows
+  ``t2v`` / ``v2t``), mirrored, re-framed or both (rows ``t2v-mirrored``, ``v2t-reframed``, ...): the
+  thermal crops are never changed, visible queries (v2t) and visible galleries (t2v) get the view.
 
 Variants (separate rows, never silently on): ``plain``; ``flip`` (flip-at-test); ``rerank``
 (k-reciprocal re-ranking of the plain features, runtime.rerank: the same as ``match --rerank``);
@@ -24,7 +27,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -45,7 +48,7 @@ PROTOCOL_OF = {"sysu": "sysu", "synthetic": "sysu", "regdb": "regdb", "market": 
 @dataclass(frozen=True)
 class Trial:
     trial: int
-    direction: str  # "" when the protocol has one direction; "v2t" / "t2v" on RegDB
+    direction: str  # "" when the protocol has one direction; "v2t" / "t2v" on RegDB; "t2v-mirrored" ... on LLVIP views
     protocol: str
     queries: Sequence[Record]
     gallery: Sequence[Record]
@@ -84,15 +87,20 @@ def _market_query(root: str | os.PathLike[str], ir_cams: Sequence[int], pseudo_i
     yield Trial(0, "", "market", queries, gallery)
 
 
-def market_heldout(root: str | os.PathLike[str], ir_cams: Sequence[int], pseudo_ir: str = "red") -> list[Record]:
-    """Every image of the held-out Market-1501 identities (see the module docstring)."""
-    from ..data.market import dev_split, has_test_split, read_market
+def market_heldout(root: str | os.PathLike[str], ir_cams: Sequence[int], pseudo_ir: str = "red",
+                   holdout: float | None = None) -> list[Record]:
+    """Every image of the held-out Market-1501 identities (see the module docstring); ``holdout`` is
+    the fraction of a training-only copy's ids held out (None: ``DEV_HOLDOUT``, what training holds out)."""
+    from ..data.market import DEV_HOLDOUT, dev_split, has_test_split, read_market
 
     if has_test_split(root):
         recs = [r for split in ("query", "gallery") for r in read_market(root, split, ir_cams, pseudo_ir) if r.pid > 0]
         return recs
     recs = read_market(root, "train", ir_cams=ir_cams, pseudo_ir=pseudo_ir)
-    test = dev_split(r.pid for r in recs)[2]
+    test = dev_split((r.pid for r in recs), DEV_HOLDOUT if holdout is None else holdout)[1]
+    if not test:
+        raise ValueError(f"{root}: no held-out identities (holdout {holdout}); a run trained on every id of a "
+                         "training-only copy has no held-out figure there")
     return [r for r in recs if r.pid in test]
 
 
@@ -107,22 +115,26 @@ def single_shot(records: Sequence[Record], trial: int) -> list[Record]:
 
 
 def _market(root: str | os.PathLike[str], trials: Sequence[int], ir_cams: Sequence[int],
-            pseudo_ir: str) -> Iterator[Trial]:
+            pseudo_ir: str, holdout: float | None = None) -> Iterator[Trial]:
     if not ir_cams:
         raise ValueError("--data market needs pseudo-IR cameras (--market-ir-cams, default 4,5,6)")
-    held = market_heldout(root, ir_cams, pseudo_ir)
+    held = market_heldout(root, ir_cams, pseudo_ir, holdout)
     queries = [r for r in held if r.modality == 1]
     for t in trials:
         yield Trial(t, "", "regdb", queries, single_shot(held, t))
 
 
-def _llvip(root: str | os.PathLike[str], split: str) -> Iterator[Trial]:
+def _llvip(root: str | os.PathLike[str], split: str, views: Sequence[str] = ("aligned",)) -> Iterator[Trial]:
     from ..data.llvip import read_llvip_pairs
+    from ..data.llvip_views import parse_views, view_direction
 
+    views = parse_views(",".join(views))
     recs = read_llvip_pairs(root, split)
-    vis, ir = [r for r in recs if r.modality == 0], [r for r in recs if r.modality == 1]
-    yield Trial(0, "t2v", "regdb", ir, vis)
-    yield Trial(0, "v2t", "regdb", vis, ir)
+    stored, ir = [r for r in recs if r.modality == 0], [r for r in recs if r.modality == 1]
+    for view in views:
+        vis = stored if view == "aligned" else [replace(r, view=view) for r in stored]
+        yield Trial(0, view_direction("t2v", view), "regdb", ir, vis)
+        yield Trial(0, view_direction("v2t", view), "regdb", vis, ir)
 
 
 def trial_numbers(data: str, trials: int = 10, only: int | None = None) -> list[int]:
@@ -143,7 +155,8 @@ def trial_numbers(data: str, trials: int = 10, only: int | None = None) -> list[
 
 def iter_trials(data: str, root: str | os.PathLike[str], mode: str = "all", trials: int = 10, shots: int = 1,
                 market_ir_cams: Sequence[int] = (4, 5, 6), pseudo_ir: str = "red",
-                llvip_split: str = "test", only: int | None = None) -> Iterator[Trial]:
+                llvip_split: str = "test", only: int | None = None,
+                market_holdout: float | None = None, llvip_views: Sequence[str] = ("aligned",)) -> Iterator[Trial]:
     if data not in DATASETS:
         raise ValueError(f"unknown dataset {data!r}; valid: {', '.join(DATASETS)}")
     numbers = trial_numbers(data, trials, only)
@@ -152,9 +165,9 @@ def iter_trials(data: str, root: str | os.PathLike[str], mode: str = "all", tria
     if data == "regdb":
         return _regdb(root, numbers)
     if data == "market":
-        return _market(root, numbers, market_ir_cams, pseudo_ir)
+        return _market(root, numbers, market_ir_cams, pseudo_ir, market_holdout)
     if data == "llvip-pairs":
-        return _llvip(root, llvip_split)
+        return _llvip(root, llvip_split, llvip_views)
     return _market_query(root, market_ir_cams, pseudo_ir)
 
 

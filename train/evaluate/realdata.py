@@ -31,8 +31,9 @@ def summary_rows(name: str, result: dict[str, Any]) -> list[tuple[str, str]]:
         m, sd = s["mean"], s["std"]
         spread = f" ± {sd['r1']:.1f}" if s["trials"] > 1 else ""
         label = f"{name} {d}".strip()
+        gallery = f", gallery {s['gallery']} img/{s['gallery_ids']} ids" if "gallery" in s else ""
         rows.append((label, f"rank-1 {m['r1']:.1f}%{spread}, mAP {m['mAP']:.1f}%, mINP {m['mINP']:.1f}%"
-                            f" ({s['trials']} trial{'s' if s['trials'] > 1 else ''})"))
+                            f" ({s['trials']} trial{'s' if s['trials'] > 1 else ''}{gallery})"))
     return rows
 
 
@@ -48,7 +49,12 @@ def final_real_tests(checkpoint: Path, data_cfg: Any, run_dir: Path, device: str
     """Run the real-data protocols that apply to this run's data; summary rows of what ran."""
     rows: list[tuple[str, str]] = []
     base = ["--checkpoint", str(checkpoint), "--device", device]
-    if data_cfg.name == "market" and data_cfg.root:
+    from ..data.market import has_test_split
+
+    if data_cfg.name == "market" and data_cfg.root and float(data_cfg.market_holdout) == 0 \
+            and not has_test_split(data_cfg.root):
+        rows.append(("Market held-out ids", "none: data.market_holdout=0 trained on every id of the copy"))
+    elif data_cfg.name == "market" and data_cfg.root:
         cams = ",".join(str(c) for c in data_cfg.market_ir_cams)
         kinds = [k.strip() for k in data_cfg.pseudo_ir.split("+")]
         for kind in dict.fromkeys((*kinds, "red")):  # the training renderings, and the paper's red

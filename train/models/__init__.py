@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from . import effnet as _effnet  # noqa: F401  (registers effnet_lite0..2)
 from .backbone import PretrainedWeightsError, imagenet_weights_path
 from .dat import DATNet, ModalityEncoder, ReIDOutput
 from .head import StripeHead, StripePool, embedding_from_parts, stripe_bins

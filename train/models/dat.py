@@ -30,7 +30,6 @@ from .backbone import STAGES, PretrainedWeightsError, load_weights_file, strip_p
 from .head import DomainHead, Normalize, StripeHead, embedding_from_parts
 from .network_config import NetworkConfig, parse_modality
 from .registry import build_backbone
-from .shape import ShapeDescriptor, join_shape, shape_dim
 
 __all__ = ["DATNet", "ModalityEncoder", "ReIDOutput"]
 
@@ -55,19 +54,14 @@ class ModalityEncoder(nn.Module):
     ``copy.deepcopy`` it before changing anything you do not want changed in the model.
     """
 
-    def __init__(self, normalize: nn.Module, stages: OrderedDict[str, nn.Module], head: nn.Module,
-                 shape: nn.Module | None = None, shape_weight: float = 0.0) -> None:
+    def __init__(self, normalize: nn.Module, stages: OrderedDict[str, nn.Module], head: nn.Module) -> None:
         super().__init__()
         self.normalize = normalize
         self.backbone = nn.Sequential(stages)
         self.head = head
-        self.shape = shape
-        self.shape_weight = shape_weight
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.normalize(images)
-        emb = embedding_from_parts(self.head(self.backbone(x)))  # (N, n*D)
-        return join_shape(emb, x, self.shape, self.shape_weight)  # (N, n*D [+ K])
+        return embedding_from_parts(self.head(self.backbone(self.normalize(images))))  # (N, n*D)
 
 
 def _own_checkpoint(pretrained: str) -> Mapping[str, Any] | None:
@@ -93,6 +87,8 @@ class DATNet(nn.Module):
         backbone = build_backbone(config.backbone, "none" if own is not None else config.pretrained,
                                   config.last_stride)
         stages = backbone.stages
+        #: sha256 of the backbone's weights file ("" for random init, hub weights or an irreid checkpoint)
+        self.weights_sha256 = backbone.weights_sha256
         specific, shared = STAGES[: config.share_from], STAGES[config.share_from :]
         self.normalize = Normalize(config.mean, config.std)
         rgb = nn.ModuleDict(OrderedDict((s, stages[s]) for s in specific))
@@ -109,8 +105,6 @@ class DATNet(nn.Module):
             nn.init.normal_(cls.weight, std=0.001)
             nn.init.zeros_(cls.bias)
         self.classifiers = nn.ModuleList(classifiers)
-        # The fixed shape descriptor of the deploy embedding (no parameters; see train.models.shape).
-        self.shape = ShapeDescriptor(config.std, config.shape_cell) if config.shape_weight > 0 else None
         dims = {f"g{j + 1}": c for j, c in enumerate(channels)} | {"f": config.embedding_dim}
         self.domain_heads = nn.ModuleDict(
             {lv: DomainHead(dims[lv], config.domain_hidden) for lv in config.domain_levels}
@@ -126,11 +120,6 @@ class DATNet(nn.Module):
     @property
     def embedding_dim(self) -> int:
         return self.config.embedding_dim
-
-    def output_dim(self, height: int, width: int) -> int:
-        """Length of the deploy embedding for (height, width) inputs: n·D, plus the shape descriptor's."""
-        extra = shape_dim(height, width, self.config.shape_cell) if self.shape is not None else 0
-        return self.config.embedding_dim + extra
 
     @property
     def domain_levels(self) -> tuple[str, ...]:
@@ -204,16 +193,14 @@ class DATNet(nn.Module):
         return ReIDOutput(parts, logits, tuple(taps), embedding_from_parts(parts))
 
     def embed(self, x: torch.Tensor, modality: Modality) -> torch.Tensor:
-        """The deploy embedding (N, n·D), joined with the shape descriptor when ``shape_weight`` > 0
-        (N, n·D + K); call in eval mode for deployment."""
-        xn = self._normalized(x)  # once, for the backbone and the descriptor
-        fmap, _ = self._normalized_features(xn, modality)
-        return join_shape(embedding_from_parts(self.head(fmap)), xn, self.shape, self.config.shape_weight)
+        """The deploy embedding (N, n·D); call in eval mode for deployment."""
+        fmap, _ = self.forward_features(x, modality)
+        return embedding_from_parts(self.head(fmap))
 
     def encoder(self, modality: int | str) -> ModalityEncoder:
         m = parse_modality(modality, 1)
         assert isinstance(m, int)
-        return ModalityEncoder(self.normalize, self.stages_for(m), self.head, self.shape, self.config.shape_weight)
+        return ModalityEncoder(self.normalize, self.stages_for(m), self.head)
 
     # -- domain classifiers ---------------------------------------------------------------------------
     def domain_inputs(self, out: ReIDOutput | Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -33,6 +33,7 @@ class Backbone:
 
     stages: OrderedDict[str, nn.Module]  # stem, layer1..layer4, in that order
     channels: tuple[int, int, int, int]  # output channels of layer1..layer4 (g1..g4)
+    weights_sha256: str = ""  # sha256 of the weights file the stages were initialised from ("" = none / not a file)
 
     def __post_init__(self) -> None:
         if tuple(self.stages) != STAGE_NAMES:
