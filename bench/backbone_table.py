@@ -214,8 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         entries = [folder_entry(d, a.modality) for d in a.model_dir]
         entries += [random_entry(n, h, w, a.modality, a.calib) for n, h, w in a.random]
-    except (ValueError, OSError) as e:
-        print(f"backbone_table: error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        print(f"backbone_table: error: {err}", file=sys.stderr)
         return 2
     for e in entries:
         e.figures["params"], e.figures["macs"] = graph_counts(e.graphs["fp32"])
