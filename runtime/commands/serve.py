@@ -2,7 +2,8 @@
 
 Loads both encoders and the gallery once, then answers ``GET /`` (the operator page), ``/health``,
 ``/info``, ``POST /embed``, ``POST /match``, ``POST /gallery``, ``DELETE /gallery/{id}`` and
-``GET /gallery/{id}/image`` (runtime/serve/app.py; docs/api.md). Binds 127.0.0.1 unless told
+``GET /gallery/{id}/image``, and with ``--events DIR`` the recent `watch` events (``GET /events``,
+``GET /events/{n}/thumbs/track_<id>.jpg``; runtime/serve/events.py) (runtime/serve/app.py; docs/api.md). Binds 127.0.0.1 unless told
 otherwise; any other address needs a bearer token. SIGTERM / Ctrl-C: stop accepting, finish the
 requests already accepted, commit their gallery writes, exit 0.
 """
@@ -58,6 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--search", choices=SEARCH_BACKENDS, default="auto",
                    help="exact search backend (int8: the int8 searcher kept in memory, rebuilt after writes)")
     p.add_argument("--no-refresh", action="store_true", help="serve the index as it is, without scanning the folder")
+    p.add_argument("--events", action="append", default=[], metavar="DIR",
+                   help="a `watch` output folder whose events.jsonl the operator page shows (GET /events; read-only, "
+                        "it may not exist yet; repeat for several cameras)")
+    p.add_argument("--events-keep", type=int, default=500, metavar="N",
+                   help="newest events kept in memory per --events folder (default 500)")
     p.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr, "
                    "never the query string or a header)")
     add_model_arguments(p)
@@ -119,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
     positive(args.max_batch, "--max-batch")
     positive(args.max_connections, "--max-connections")
+    positive(args.events_keep, "--events-keep")
     if args.max_upload_mb <= 0 or args.max_pixels < 1 or args.batch_window_ms < 0:
         raise UserError("--max-upload-mb and --max-pixels must be positive, --batch-window-ms not negative")
     if not (0 < args.header_timeout < 3600 and 0 < args.body_timeout < 3600):
@@ -135,11 +142,15 @@ def run(args: argparse.Namespace) -> int:
         from ..serve.app import create_app
         from ..serve.conn import guarded_protocol
         from ..serve.edge import HostRule
+        from ..serve.events import EventFeeds
     except ImportError as e:
         raise UserError(f"serve needs FastAPI and uvicorn ({e.name} is missing): "
                         "pip install 'irreid-edge[serve]'") from None
     if not Path(args.gallery).is_dir():
         raise UserError(f"{args.gallery}: gallery folder not found; create it (it may start empty)")
+    for folder in args.events:
+        if Path(folder).exists() and not Path(folder).is_dir():
+            raise UserError(f"--events {folder}: not a folder; pass the folder `watch --out` writes into")
     sock = _listen(args.host, args.port)  # before anything says "serving": a port in use fails here
     try:
         service = build_service(args)
@@ -147,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
         raise
     hosts = HostRule.for_bind(args.host, args.allow_host)
-    app = create_app(service, token, hosts, log=None if args.quiet else _log_line)
+    app = create_app(service, token, hosts, log=None if args.quiet else _log_line,
+                     events=EventFeeds(args.events, keep=args.events_keep))
     config = uvicorn.Config(app, log_level="warning", access_log=False, limit_concurrency=None,
                             http=guarded_protocol(args.max_connections, args.header_timeout),
                             timeout_graceful_shutdown=30, server_header=False)

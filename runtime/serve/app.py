@@ -26,6 +26,7 @@ from ..store.address import StoreError
 from ..store.base import Filters, check_label
 from .batcher import Busy
 from .edge import EdgeMiddleware, HostRule, page_csp
+from .events import EventFeeds
 from .service import Limits, Service, parse_time
 
 __all__ = ["PAGE", "SEQ_HEADER", "create_app"]
@@ -39,9 +40,10 @@ _MEDIA = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".bm
 
 
 def create_app(service: Service, token: str | None = None, hosts: HostRule | None = None,
-               log: Any = None) -> Any:
+               log: Any = None, events: EventFeeds | None = None) -> Any:
     """The ASGI app: the edge checks (``hosts``: default, a 127.0.0.1 bind) around the routes.
-    ``log``: a function taking one access-log line, or None for no access log."""
+    ``log``: a function taking one access-log line, or None for no access log. ``events``: the
+    `watch` output folders behind ``GET /events`` (``serve --events DIR``), or None for none."""
     from fastapi import Depends, FastAPI
     from fastapi.responses import JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
@@ -66,6 +68,7 @@ def create_app(service: Service, token: str | None = None, hosts: HostRule | Non
     auth = [Depends(_auth_dependency(token))]
     budget = _Budget(service.limits)
     _read_routes(app, service, auth, budget)
+    _event_routes(app, events or EventFeeds([]), auth)
     _write_routes(app, service, auth, budget)
     return EdgeMiddleware(app, hosts or HostRule.for_bind("127.0.0.1"), page_csp(PAGE.read_text(encoding="utf-8")),
                           log)
@@ -206,6 +209,24 @@ def _read_routes(app: Any, service: Service, auth: list[Any], budget: _Budget) -
             raise HTTPException(404, f"no image for gallery entry {entry_id!r} inside the gallery folder")
         return FileResponse(path, media_type=_MEDIA.get(path.suffix.lower(), "application/octet-stream"),
                             headers={"Cache-Control": "private, no-cache"})  # a deleted entry's image must not linger
+
+
+def _event_routes(app: Any, feeds: EventFeeds, auth: list[Any]) -> None:
+    from fastapi import HTTPException, Query
+    from fastapi.responses import Response
+    from starlette.concurrency import run_in_threadpool
+
+    @app.get("/events", dependencies=auth)
+    async def events(limit: Annotated[int, Query(ge=1, le=100_000)] = 50) -> dict[str, Any]:
+        return await run_in_threadpool(feeds.recent, limit)
+
+    @app.get("/events/{feed}/thumbs/{name}", dependencies=auth)
+    async def event_thumbnail(feed: int, name: str) -> Any:
+        data = await run_in_threadpool(feeds.thumbnail, feed, name)
+        if data is None:
+            raise HTTPException(404, "no such track thumbnail (names are track_<id>.jpg inside a --events folder's "
+                                     "thumbs/)")
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-cache"})
 
 
 def _write_routes(app: Any, service: Service, auth: list[Any], budget: _Budget) -> None:

@@ -123,7 +123,8 @@ class EdgeMiddleware:
     def _headers_for(self, path: str) -> list[tuple[bytes, bytes]]:
         if path == "/":
             csp = self.csp_page
-        elif path.startswith("/gallery/") and path.endswith("/image"):
+        elif (path.startswith("/gallery/") and path.endswith("/image")) or \
+                (path.startswith("/events/") and "/thumbs/" in path):
             csp = _IMAGE_CSP
         else:
             csp = _DATA_CSP
