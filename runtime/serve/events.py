@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EventFeeds", "THUMB_NAME"]
+__all__ = ["THUMB_NAME", "EventFeeds"]
 
 THUMB_NAME = re.compile(r"track_[0-9]{1,18}\.jpg")
 _MAX_LINE = 1 << 20  # one event line; a longer one is skipped

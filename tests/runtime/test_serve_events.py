@@ -11,6 +11,7 @@ import re
 import shutil
 import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="serve needs the `serve` extra: pip install 'irreid-edge[serve]'")
 pytest.importorskip("uvicorn", reason="serve needs the `serve` extra: pip install 'irreid-edge[serve]'")
 
-from serve_fixtures import Server, running_server  # noqa: E402
+from serve_fixtures import Server, running_server
 
 TOKEN = "events-token"
 CHROMIUM = os.environ.get("IRREID_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -157,7 +158,7 @@ def test_page_has_the_events_panel_and_no_inline_handlers(served: tuple[Server, 
     from runtime.serve.edge import page_csp
 
     server = served[0]
-    with __import__("urllib.request").request.urlopen(server.url + "/", timeout=10) as r:
+    with urllib.request.urlopen(server.url + "/", timeout=10) as r:
         html, csp = r.read().decode(), r.headers["content-security-policy"]
     assert 'id="events"' in html and "Recent events" in html
     assert csp == page_csp(html) and "'unsafe-inline'" not in csp
@@ -173,7 +174,8 @@ def test_page_shows_recent_events_under_its_csp(served: tuple[Server, Path, Path
     (cam1 / "thumbs").mkdir(exist_ok=True)
     (cam1 / "thumbs" / "track_41.jpg").write_bytes(_jpeg(41))
     (cam1 / "thumbs" / "track_42.jpg").write_bytes(_jpeg(42))
-    with open(cam1 / "events.jsonl", "a") as f:
+    with open(cam1 / "events.jsonl", "a") as f:  # runs alone too: its own start line
+        f.write(json.dumps(_start("rtsp://admin:secret@10.0.0.7/stream1")) + "\n")
         f.write(json.dumps(_track("match", 41, 5.0, cam1)) + "\n")
         f.write(json.dumps(_track("track_end", 42, 6.0, cam1, identity=None)) + "\n")
     with sync_api.sync_playwright() as pw:
