@@ -56,6 +56,7 @@ class _Feed:
         self.run: dict[str, Any] = {}  # the newest start event's context (source, started_utc, ...)
         self.read = 0
         self.skipped = 0
+        self.mid_line = False  # the read stopped inside a line being skipped
         self.error: str | None = None  # why the file could not be read, the last time
 
     def refresh(self, seq: Callable[[], int]) -> None:
@@ -74,10 +75,12 @@ class _Feed:
                 return
             ident = (st.st_dev, st.st_ino)
             if ident != self.ident or st.st_size < self.offset:  # first read, or a new run replaced it
-                self.ident, self.offset = ident, 0
+                self.ident, self.offset, self.mid_line = ident, 0, False
                 if st.st_size > _START_WINDOW:
-                    self.offset = st.st_size - _START_WINDOW
+                    self.offset = st.st_size - _START_WINDOW - 1  # a newline just before the window keeps its first line
                     self._skip_partial(f)
+            if self.mid_line:
+                self._skip_partial(f)
             f.seek(self.offset)
             pending = b""
             while chunk := f.read(_CHUNK):
@@ -95,15 +98,15 @@ class _Feed:
             # ``pending``: a line still being written, read again from its start next time
 
     def _skip_partial(self, f: Any) -> None:
-        """Move ``offset`` past the next newline (the rest of a line entered in its middle)."""
+        """Move ``offset`` past the next newline (the rest of a line entered in its middle or skipped);
+        with none yet, ``mid_line`` says to go on skipping at the next read."""
         f.seek(self.offset)
-        while True:
-            chunk = f.read(_CHUNK)
-            if not chunk:
-                return
+        self.mid_line = True
+        while chunk := f.read(_CHUNK):
             cut = chunk.find(b"\n")
             if cut >= 0:
                 self.offset += cut + 1
+                self.mid_line = False
                 return
             self.offset += len(chunk)
 
