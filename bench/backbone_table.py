@@ -49,13 +49,19 @@ class Entry:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-def _random_spec(text: str) -> tuple[str, int, int]:
+def _random_spec(text: str) -> tuple[str, int, int, int]:
+    """NAME@HxW, or NAME@HxW/s2 for a last stride of 2 (the default is the presets' 1)."""
     try:
         name, size = text.split("@")
-        h, w = (int(v) for v in size.lower().split("x"))
+        size, _, stride = size.lower().partition("/s")
+        h, w = (int(v) for v in size.split("x"))
+        last_stride = int(stride or 1)
+        if last_stride not in (1, 2):
+            raise ValueError(last_stride)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is invalid; want NAME@HxW, e.g. dat_effnet_lite0@128x64") from None
-    return name, h, w
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid; want NAME@HxW[/s2], e.g. dat_effnet_lite0@128x64") \
+            from None
+    return name, h, w, last_stride
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -89,7 +95,7 @@ def folder_entry(folder: str, modality: str) -> Entry:
     return Entry(label, spec.input_height, spec.input_width, {"fp32": fp32.read_bytes(), "int8": int8.read_bytes()})
 
 
-def random_entry(name: str, height: int, width: int, modality: str, calib: int) -> Entry:
+def random_entry(name: str, height: int, width: int, modality: str, calib: int, last_stride: int = 1) -> Entry:
     import torch
 
     from calib.activations import ActivationRunner
@@ -100,7 +106,7 @@ def random_entry(name: str, height: int, width: int, modality: str, calib: int) 
     from train.models import create_model
 
     torch.manual_seed(0)
-    model = create_model(name, pretrained="none").eval()
+    model = create_model(name, pretrained="none", last_stride=last_stride).eval()
     graph = export_onnx(deploy_encoder(model, modality, height, width), height, width, model.embedding_dim, 17)
     rng = np.random.default_rng(0)
     batches = [np.kron(rng.uniform(0, 255, (4, 3, -(-height // 8), -(-width // 8))),
@@ -108,7 +114,7 @@ def random_entry(name: str, height: int, width: int, modality: str, calib: int) 
                for _ in range(max(1, calib // 4))]  # smooth random images
     ranges = collect(ActivationRunner(graph).outputs(batches), "percentile")
     int8 = quantize(graph, ranges, "cpu", model.stripes)
-    return Entry(f"{name} (random weights)", height, width,
+    return Entry(f"{name}{'' if last_stride == 1 else ', last stride 2'} (random weights)", height, width,
                  {"fp32": graph.SerializeToString(), "int8": int8.SerializeToString()})
 
 
@@ -213,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         entries = [folder_entry(d, a.modality) for d in a.model_dir]
-        entries += [random_entry(n, h, w, a.modality, a.calib) for n, h, w in a.random]
+        entries += [random_entry(n, h, w, a.modality, a.calib, s) for n, h, w, s in a.random]
     except (ValueError, OSError) as err:
         print(f"backbone_table: error: {err}", file=sys.stderr)
         return 2

