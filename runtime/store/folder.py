@@ -285,16 +285,20 @@ class Gallery:
 
     def remove_stale_temps(self) -> list[Path]:
         """Remove the temp files of writers killed mid-file (their pid is gone) under ``added/`` and
-        ``.irreid/deleted/``. Returns them."""
+        ``.irreid/deleted/``, and beside the index in ``.irreid/`` (its atomic rewrite and verified
+        marker). Returns them."""
         removed = []
-        for top in (self.root / ADDED_DIR, self.root / DELETED_DIR):
-            for dirpath, _, names in os.walk(top):
-                for name in names:
-                    m = _TEMP.match(name)
-                    if m and not _pid_alive(int(m.group(1))):
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(os.path.join(dirpath, name))
-                            removed.append(Path(dirpath, name))
+        index_dir = self.root / INDEX_DIRNAME
+        walks = [*os.walk(self.root / ADDED_DIR), *os.walk(self.root / DELETED_DIR)]
+        if index_dir.is_dir():  # the index folder's own files only: deleted/ is walked above
+            walks.append((str(index_dir), [], [p.name for p in index_dir.iterdir() if p.is_file()]))
+        for dirpath, _, names in walks:
+            for name in names:
+                m = _TEMP.match(name)
+                if m and not _pid_alive(int(m.group(1))):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(dirpath, name))
+                        removed.append(Path(dirpath, name))
         return removed
 
     def close(self) -> None:

@@ -78,7 +78,7 @@ def test_registry_errors_name_the_fix(tmp_path, capsys):
     from train.models import Backbone, create_model, register_backbone
     from train.plugins import PluginError, load_plugins
 
-    with pytest.raises(ValueError, match=r"unknown model 'dat_nonet'; valid: dat_resnet18.*--plugin FILE\.py"):
+    with pytest.raises(ValueError, match=r"unknown model 'dat_nonet'; valid: dat_effnet_lite0.*dat_resnet18.*--plugin FILE\.py"):
         create_model("dat_nonet")
     with pytest.raises(PluginError, match=r"plugin .*missing\.py not found"):
         load_plugins([str(tmp_path / "missing.py")])

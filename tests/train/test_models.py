@@ -55,8 +55,10 @@ def _check_output(out: ReIDOutput, model: nn.Module, n: int, num_classes: int) -
 
 
 def test_registry() -> None:
-    assert list_models() == ["dat_resnet18", "dat_resnet34", "dat_resnet50"]
-    with pytest.raises(ValueError, match="valid: dat_resnet18, dat_resnet34, dat_resnet50"):
+    assert list_models() == ["dat_effnet_lite0", "dat_effnet_lite1", "dat_effnet_lite2",
+                             "dat_resnet18", "dat_resnet34", "dat_resnet50"]
+    with pytest.raises(ValueError, match="valid: dat_effnet_lite0, dat_effnet_lite1, dat_effnet_lite2, dat_resnet18, "
+                                         "dat_resnet34, dat_resnet50"):
         create_model("dat_vgg")
     with pytest.raises(ValueError, match="unknown model option"):
         create_model("dat_resnet18", stripe=3)

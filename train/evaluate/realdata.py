@@ -63,7 +63,9 @@ def final_real_tests(checkpoint: Path, data_cfg: Any, run_dir: Path, device: str
             if res:
                 rows += summary_rows(f"Market held-out ids, {kind} -> colour", res)
     if data_cfg.llvip_root:
-        res = _run([*base, "--data", "llvip-pairs", "--root", str(data_cfg.llvip_root)], run_dir / "test-llvip.json")
+        # aligned twins (registration is enough there) and re-framed, mirrored ones (only re-identification is)
+        res = _run([*base, "--data", "llvip-pairs", "--root", str(data_cfg.llvip_root),
+                    "--llvip-view", "aligned,reframed-mirrored"], run_dir / "test-llvip.json")
         if res:
             rows += summary_rows("LLVIP held-out frames (same scene)", res)
     return rows
