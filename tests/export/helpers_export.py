@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
 import torch
 
 from runtime.spec import ModelSpec
@@ -40,3 +41,13 @@ def make_checkpoint(path: Path, train_root: Path | None, height: int = 64, width
         "train_root": str(train_root) if train_root else None,
     })
     return path
+
+
+def graph_maps(model: onnx.ModelProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
+    """(tensor -> the node producing it, tensor -> the nodes reading it) of an ONNX graph."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    return producer, consumers

@@ -30,6 +30,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from helpers_export import graph_maps as _maps
 from helpers_export import randomise_bn
 from onnx import numpy_helper
 
@@ -44,15 +45,6 @@ from train.models import create_model
 
 H, W, STRIPES = 64, 32, 3
 RESIDUAL_ADDS = 9  # Lite0's blocks with a skip: 1 + 1 + 2 + 2 + 3 (stages of 2, 2, 3, 3, 4 blocks)
-
-
-def _maps(model: onnx.ModelProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
-    producer = {o: n for n in model.graph.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    return producer, consumers
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:

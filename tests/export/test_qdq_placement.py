@@ -17,6 +17,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from helpers_export import graph_maps as _maps
 from helpers_export import randomise_bn
 from onnx import TensorProto
 
@@ -26,15 +27,6 @@ from export.fuse import deploy_encoder
 from export.graph import export_onnx
 from export.qdq import placement_problems, quantize
 from train.models import create_model
-
-
-def _maps(model: onnx.ModelProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
-    producer = {o: n for n in model.graph.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    return producer, consumers
 
 
 def _assert_trt_placement(model: onnx.ModelProto) -> int:
