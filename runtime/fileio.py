@@ -32,7 +32,9 @@ __all__ = [
     "atomic_write_text",
     "explain_full_disk",
     "file_sha256",
+    "fsync_dir",
     "open_regular",
+    "pid_alive",
     "read_json",
     "remove_stale_temps",
     "temp_name",
@@ -131,7 +133,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | memoryview | Iterab
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(p.parent)
+    fsync_dir(p.parent)
     return p
 
 
@@ -143,7 +145,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write(path, text.encode("utf-8"))
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make the rename itself durable (POSIX); harmless where directories cannot be opened."""
     try:
         dfd = os.open(folder, os.O_RDONLY)
@@ -157,7 +159,8 @@ def _fsync_dir(folder: Path) -> None:
         os.close(dfd)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a temp file's writer may still be writing it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -187,7 +190,7 @@ def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
         parts = name[len(prefix):-len(_TMP_SUFFIX)].split(".")
         if len(parts) == 2 and parts[0].isdigit():
             pid = int(parts[0])
-            if pid != os.getpid() and _pid_alive(pid):
+            if pid != os.getpid() and pid_alive(pid):
                 continue
         elif not (len(parts) == 1 and len(parts[0]) == 8):  # 8 characters: tempfile.mkstemp of older versions
             continue  # not one of ours (another file whose name shares the prefix)

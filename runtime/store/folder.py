@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..fileio import fsync_dir, pid_alive
 from ..gallery import INDEX_DIRNAME, scan_gallery
 from ..index import default_index_path
 from ..spec import atomic_write_bytes
@@ -75,8 +76,8 @@ class _Journal:
                     dst.unlink()
                 else:
                     os.replace(dst, src)
-                    _fsync_dir(src.parent)
-                _fsync_dir(dst.parent)
+                    fsync_dir(src.parent)
+                fsync_dir(dst.parent)
 
 
 class Gallery:
@@ -239,7 +240,7 @@ class Gallery:
                     atomic_write_bytes(path, p.data)
                     journal.steps.append((path, None))
                     if created:
-                        _fsync_dir(path.parent.parent)
+                        fsync_dir(path.parent.parent)
                 now[p.entry.id] = p.entry
                 rows.append((i, ("add", p.embedding[None, :], [p.entry])))
                 results.append(WriteResult(1, p.entry))
@@ -269,8 +270,8 @@ class Gallery:
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
         journal.steps.append((dst, src))
-        _fsync_dir(dst.parent)
-        _fsync_dir(src.parent)
+        fsync_dir(dst.parent)
+        fsync_dir(src.parent)
 
     def file_of(self, entry: Entry) -> Path | None:
         """The entry's image file when it lies inside the gallery root (never outside it), else None."""
@@ -295,7 +296,8 @@ class Gallery:
         for dirpath, _, names in walks:
             for name in names:
                 m = _TEMP.match(name)
-                if m and not _pid_alive(int(m.group(1))):
+                pid = int(m.group(1)) if m else 0
+                if m and (pid == os.getpid() or not pid_alive(pid)):  # this process is not writing while it cleans
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(dirpath, name))
                         removed.append(Path(dirpath, name))
@@ -304,32 +306,6 @@ class Gallery:
     def close(self) -> None:
         with self._lock:
             self.store.close()
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # this process is not writing while it cleans
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename or a new name in ``folder`` durable (POSIX)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _encoded(image: Any, channel_order: str) -> tuple[bytes, str]:

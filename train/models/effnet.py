@@ -37,7 +37,6 @@ when the weights are loaded (no extra op in the exported graph). The sha256 of t
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 from collections import OrderedDict
@@ -47,6 +46,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from runtime.fileio import file_sha256
 
 from .backbone import OFFLINE_ENV, PretrainedWeightsError, load_weights_file, strip_prefix
 from .head import IMAGENET_MEAN, IMAGENET_STD
@@ -66,14 +67,6 @@ LITE_VARIANTS: dict[str, tuple[str, str, str, str]] = {
 #: the input scaling of the TensorFlow weights: (x / 255 − 0.5) / 0.5
 TF_MEAN = (0.5, 0.5, 0.5)
 TF_STD = (0.5, 0.5, 0.5)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def wheel_weights_path(variant: str) -> Path:
