@@ -78,6 +78,8 @@ class FrameSource:
     notes: list[str] = field(default_factory=list)
     _container: Any = field(default=None, repr=False)
     _files: list[Path] = field(default_factory=list, repr=False)
+    #: the decoder thread of a video source and its stop flag (close() stops and joins it)
+    _reading: tuple[threading.Thread, threading.Event] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.kind = source_kind(self.source)
@@ -163,6 +165,7 @@ class FrameSource:
         q: queue.Queue[Any] = queue.Queue(maxsize=1 if self.live else 8)
         stop = threading.Event()
         thread = threading.Thread(target=self._reader, args=(q, stop), name="watch-source", daemon=True)
+        self._reading = (thread, stop)  # close() stops and joins it before the container goes
         thread.start()
         try:
             while True:
@@ -222,6 +225,12 @@ class FrameSource:
             yield Frame(index, t, image)
 
     def close(self) -> None:
+        reading = self._reading
+        if reading is not None:  # a reader still inside the decoder while its container closes crashes FFmpeg
+            thread, stop = reading
+            stop.set()
+            thread.join(timeout=self.read_timeout + 1.0)
+            self._reading = None
         if self._container is not None:
             try:
                 self._container.close()
