@@ -18,7 +18,7 @@ from pathlib import Path
 from _gallery_common import gallery_of, stand_in_model
 
 from runtime.encoder import open_encoder
-from runtime.indexer import update_index
+from runtime.gallery.indexer import update_index
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtime import index as index_mod
-from runtime.index import IndexEntry, read_index, write_index
+from runtime.gallery import index as index_mod
+from runtime.gallery.index import IndexEntry, read_index, write_index
 from runtime.spec import ModelSpec
 
 

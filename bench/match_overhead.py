@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def in_process(model: Path, gallery: Path, probe: Path) -> None:
     from runtime.encoder import open_encoder
-    from runtime.index import default_index_path
-    from runtime.indexer import update_index
+    from runtime.gallery.index import default_index_path
+    from runtime.gallery.indexer import update_index
     from runtime.preprocess import preprocess_path
-    from runtime.rank import topk
+    from runtime.search.rank import topk
 
     enc_ir, enc_rgb = open_encoder(model, "ir", verbose=False), open_encoder(model, "rgb", verbose=False)
     x = preprocess_path(probe, enc_ir.spec)[None]

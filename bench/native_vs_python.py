@@ -5,11 +5,11 @@ Without TensorRT neither side can embed an image natively, so the probe is a pre
 
 - native: ``irreid-edge-native match --probe-embedding probe.npy --index index.irx --json``
 - Python: a fresh ``python`` process doing what ``irreid-edge match`` does after it has the probe's
-  embedding (runtime.index.read_index -> GalleryIndex.as_float32 -> runtime.rank.topk -> the same JSON).
+  embedding (runtime.gallery.index.read_index -> GalleryIndex.as_float32 -> runtime.search.rank.topk -> the same JSON).
   The Python CLI itself has no --probe-embedding option, so its model-loading and refresh steps are
   not part of this figure.
 
-Both read the same index (written by runtime.index.write_index, float16 rows) and neither verifies the
+Both read the same index (written by runtime.gallery.index.write_index, float16 rows) and neither verifies the
 data checksum (the default of both). Median of --runs runs each, after one warm-up run each.
 
     python bench/native_vs_python.py --native build/runtime/cpp/irreid-edge-native [--count 10000] [--dim 1536]
@@ -31,15 +31,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runtime.index import IndexEntry, write_index  # noqa: E402  (after the sys.path line)
+from runtime.gallery.index import IndexEntry, write_index  # noqa: E402  (after the sys.path line)
 from runtime.spec import ModelSpec  # noqa: E402
 
 # The Python side, run with `python -c` so that interpreter start and imports are timed as for a CLI.
 PYTHON_MATCH = """
 import json, sys
 import numpy as np
-from runtime.index import read_index
-from runtime.rank import topk
+from runtime.gallery.index import read_index
+from runtime.search.rank import topk
 index_path, probe_path, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
 idx = read_index(index_path)
 q = np.load(probe_path).reshape(1, -1).astype(np.float32)

@@ -1,20 +1,20 @@
-"""Exact top-10 search over N random L2-normalised embeddings: runtime.rank vs FAISS, same run.
+"""Exact top-10 search over N random L2-normalised embeddings: runtime.search.rank vs FAISS, same run.
 
     python bench/search_bench.py --n 100000 1000000 --dim 1536
     python bench/search_bench.py --n 1000000 --only numpy-f32 int8 faiss-flat   # a shorter run
 
 Variants timed, one query at a time (median over --queries queries, after one warm-up):
-  numpy-f32       runtime.rank.topk on a float32 gallery (BLAS sgemv + argpartition): the match path
+  numpy-f32       runtime.search.rank.topk on a float32 gallery (BLAS sgemv + argpartition): the match path
   numpy-f32-2thr  the same product split in two row halves over two threads (the CPU has 2 cores)
-  numpy-f16-chunk runtime.rank.topk straight on the float16 memmap-style array (chunked f32 conversion)
+  numpy-f16-chunk runtime.search.rank.topk straight on the float16 memmap-style array (chunked f32 conversion)
   faiss-flat-ip   faiss.IndexFlatIP (exact inner product)
   faiss-sq-fp16   faiss.IndexScalarQuantizer fp16 (exact up to fp16 rounding; shared/DESIGN.md quotes it)
   int8-exact (ORT MatMulInteger)
-                  runtime.search_int8.Int8Searcher over the float16 gallery (the index's on-disk
+                  runtime.search.int8.Int8Searcher over the float16 gallery (the index's on-disk
                   dtype): int8 first pass + bound + exact float64 re-rank; built once, outside the
                   timing (its build time and the rows re-ranked per query are printed)
   int8-exact x32  the same, 32 queries per call (2 x 32 rows in one MatMulInteger), per query
-  numpy-f32 x32   runtime.rank.topk numpy, 32 queries per call (one sgemm), per query
+  numpy-f32 x32   runtime.search.rank.topk numpy, 32 queries per call (one sgemm), per query
 Memory is kept to one gallery copy at a time: the FAISS index is filled from regenerated chunks after
 the numpy copy is dropped (1M x 1536 float32 = 6.1 GB).
 """
@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from runtime.rank import topk, topk_from_distances
-from runtime.search_int8 import Int8Searcher
+from runtime.search.int8 import Int8Searcher
+from runtime.search.rank import topk, topk_from_distances
 
 CHUNK = 50_000
 

@@ -4,11 +4,11 @@
     python bench/store_bench.py --n 1000000 --dim 256 --only local-numpy faiss-flat milvus-flat
 
 Variants (all on the same N x D gallery, all kept in memory, then their searches timed in turns):
-  local-numpy   the local index: runtime.index.write_index (float16 file, atomic), then
-                runtime.rank.topk numpy on the float32 rows (what `match` does)
-  local-int8    runtime.rank.topk backend="int8" (runtime/search_int8.py); insert = its build
+  local-numpy   the local index: runtime.gallery.index.write_index (float16 file, atomic), then
+                runtime.search.rank.topk numpy on the float32 rows (what `match` does)
+  local-int8    runtime.search.rank.topk backend="int8" (runtime/search/int8.py); insert = its build
   faiss-flat    faiss.IndexFlatIP: add, then search
-  milvus-flat   runtime.store MilvusStore on Milvus Lite, FLAT index (exact, the default):
+  milvus-flat   runtime.gallery.store MilvusStore on Milvus Lite, FLAT index (exact, the default):
                 insert = store.add (existence check + upsert, 16 MB requests); search = store.search
                 (top-10 + 8 candidates with their vectors, re-scored and sorted by (distance, id))
   milvus-hnsw   the same with ?index=hnsw (M=16, efConstruction=200, ef=64); insert includes the build
@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from runtime.rank import clear_int8_cache, topk
+from runtime.gallery.store import Entry
+from runtime.search.rank import clear_int8_cache, topk
 from runtime.spec import ModelSpec
-from runtime.store import Entry
 
 VARIANTS = ("local-numpy", "local-int8", "faiss-flat", "milvus-flat", "milvus-hnsw", "milvus-ivf")
 CHUNK = 50_000
@@ -81,7 +81,7 @@ Search = Callable[[np.ndarray], list[list[int]]]  # (Q, D) queries -> top-10 gal
 
 
 def build_local(g: np.ndarray, spec: ModelSpec, work: Path, backend: str) -> tuple[float, Search, Callable[[], None]]:
-    from runtime.index import IndexEntry, read_index, write_index
+    from runtime.gallery.index import IndexEntry, read_index, write_index
 
     t = time.perf_counter()
     if backend == "numpy":
@@ -107,7 +107,7 @@ def build_faiss(g: np.ndarray) -> tuple[float, Search, Callable[[], None]]:
 
 def build_milvus(g: np.ndarray, spec: ModelSpec, work: Path, index: str) -> tuple[float, Search, Callable[[], None]]:
     """Insert = store.add in 10k-row calls, then flush and wait until the vector index covers every row."""
-    from runtime.store.uri import open_store
+    from runtime.gallery.store.uri import open_store
 
     n = g.shape[0]
     ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(n)]
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
           f"load {os.getloadavg()[0]:.1f}", flush=True)
     for n in args.n:
         g, q = make_data(n, args.dim, max(args.queries, 32), args.data, args.per_id)  # (N, D), (Q, D)
-        from runtime.store.milvus import stored_rows
+        from runtime.gallery.store.milvus import stored_rows
 
         g = stored_rows(g)  # what every store ranks (float16-rounded), so recall compares like with like
         exact = np.asarray(topk(q, g, 10, backend="numpy")[0])

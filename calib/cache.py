@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime.fileio import atomic_write_text, read_json
+from runtime.base.fileio import atomic_write_text, read_json
 
 from .ranges import TensorRange
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.choices import MODALITIES
+from runtime.base.choices import MODALITIES
 from runtime.preprocess import is_image_path
 
 __all__ = ["MODALITIES", "CalibImage", "label_image", "scan_folders", "split_held_out", "stratified_sample"]

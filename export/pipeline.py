@@ -18,8 +18,8 @@ import torch
 
 from calib.cache import CalibCacheError, RangeCache, read_cache, write_cache
 from calib.ranges import DEFAULT_BINS, DEFAULT_PERCENTILE
-from runtime.choices import MODALITIES
-from runtime.fileio import atomic_write_bytes
+from runtime.base.choices import MODALITIES
+from runtime.base.fileio import atomic_write_bytes
 from runtime.model_dir import model_file, write_model_dir_specs
 from runtime.spec import ModelSpec, set_onnx_metadata
 

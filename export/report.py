@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runtime.fileio import atomic_write_text, file_sha256
+from runtime.base.fileio import atomic_write_text, file_sha256
 
 from .pipeline import ExportConfig, Exported
 from .qdq import RECIPES

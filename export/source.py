@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from runtime.choices import MODALITIES
-from runtime.fileio import file_sha256
+from runtime.base.choices import MODALITIES
+from runtime.base.fileio import file_sha256
 from runtime.model_dir import runs_root
 from runtime.spec import ModelSpec
 from train.checkpoint import load_checkpoint

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .gallery.store.base import Entry, Filters, GalleryStore, Hit
+from .gallery.store.folder import Gallery, open_gallery
+from .gallery.store.local import LocalStore
 from .images import ImageInput, decode_bytes, to_pil
 from .preprocess import ImageDecodeError, preprocess_image
 from .spec import ModelSpec
-from .store.base import Entry, Filters, GalleryStore, Hit
-from .store.folder import Gallery, open_gallery
-from .store.local import LocalStore
 
 __all__ = [
     "Entry",
@@ -135,10 +135,10 @@ def open_encoder(model: str | os.PathLike[str], modality: str = "ir", precision:
     """Open the ``modality`` encoder of an export folder, or of a foreign ``.onnx`` (with its spec).
 
     ``precision=None`` takes the runtime's default (``irreid-edge``'s ``--precision`` default);
-    ``backend`` is one of ``runtime.choices.INFERENCE_BACKEND_CHOICES`` ("auto": TensorRT engine if built, else
+    ``backend`` is one of ``runtime.base.choices.INFERENCE_BACKEND_CHOICES`` ("auto": TensorRT engine if built, else
     the best ONNX Runtime provider). ``verbose`` prints the backend chosen, once, on stderr.
     """
-    from .choices import MODALITIES
+    from .base.choices import MODALITIES
     from .encoder import open_encoder as _open
 
     if modality not in MODALITIES:

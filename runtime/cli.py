@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import UserError, one_line
+from .base.errors import UserError, one_line
 
 __all__ = ["COMMANDS", "UserError", "build_parser", "main"]
 

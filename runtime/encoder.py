@@ -26,8 +26,13 @@ from typing import Protocol
 import numpy as np
 
 from .backends import Runner
-from .choices import ENGINE_PRECISION_ORDER, INFERENCE_BACKEND_CHOICES, INFERENCE_BACKENDS, PRECISION_CHOICES
-from .fileio import file_sha256, open_regular
+from .base.choices import (
+    ENGINE_PRECISION_ORDER,
+    INFERENCE_BACKEND_CHOICES,
+    INFERENCE_BACKENDS,
+    PRECISION_CHOICES,
+)
+from .base.fileio import file_sha256, open_regular
 from .model_dir import model_file, read_model_dir_specs
 from .preprocess import normalize
 from .spec import ModelSpec, SpecError, check_spec_agreement, read_spec_json, spec_from_onnx_metadata
@@ -56,7 +61,7 @@ ORT_INSTALL_HINT = ("install the ONNX Runtime for this machine: `pip install \".
 
 class Encoder(Protocol):
     spec: ModelSpec        # onnx_sha256 is the sha256 of the file actually loaded
-    backend: str           # one of runtime.choices.INFERENCE_BACKENDS
+    backend: str           # one of runtime.base.choices.INFERENCE_BACKENDS
     max_batch: int | None  # None = unlimited (embed splits larger batches itself anyway)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:  # (N,3,H,W) float32 0-255 -> (N,D) float32
@@ -154,7 +159,7 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         return dict(load_session(Path(path)).get_modelmeta().custom_metadata_map)
     from google.protobuf.message import DecodeError
 
-    from .fileio import open_regular
+    from .base.fileio import open_regular
 
     try:
         with open_regular(path) as f:
@@ -253,8 +258,8 @@ def _open_trt(path: Path, is_dir: bool, modality: str, precision: str, folder: M
     built for another setup (or torn by an interrupted build) are reasons to fall back, not crashes;
     the reason, with its rebuild command, is what the backend line prints."""
     from .backends.cuda_mem import CudaUnavailableError
+    from .backends.engine import build_command, built_engines
     from .backends.trt import open_trt_encoder_runner, trt_unavailable_reason
-    from .engine import build_command, built_engines
 
     reason = trt_unavailable_reason()
     if reason is not None:

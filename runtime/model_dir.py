@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .fileio import atomic_write_text, read_json
+from .base.fileio import atomic_write_text, read_json
 from .spec import MODALITIES, PRECISIONS, SPEC_FORMAT_VERSION, ModelSpec, SpecError
 
 __all__ = [

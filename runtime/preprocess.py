@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .fileio import NotRegularFileError, open_regular
+from .base.fileio import NotRegularFileError, open_regular
 from .spec import ModelSpec
 
 __all__ = [

@@ -51,7 +51,7 @@ def _thumb(path: Path, color: tuple[int, int, int], label: str) -> Image.Image:
 
 def render_rank_list(ranked: list[dict[str, Any]], gallery_root: Path, out: str | os.PathLike[str]) -> Path:
     """``ranked``: match's per-probe dicts ({"probe", "results": [{"rank", "distance", "path"}]})."""
-    from .fileio import atomic_write_bytes
+    from .base.fileio import atomic_write_bytes
 
     tile_w, tile_h = THUMB_W + 2 * FRAME, THUMB_H + 2 * FRAME + LABEL_H
     cols = 1 + max((len(p["results"]) for p in ranked), default=0)

@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .choices import MODALITIES, PRECISIONS
+from .base.choices import MODALITIES, PRECISIONS
 
-# Re-exported for code written before these moved to runtime.fileio (issue 19 item 7); new code
-# imports them from runtime.fileio.
-from .fileio import atomic_write_bytes, atomic_write_text, file_sha256, read_json  # noqa: F401
+# Re-exported for code written before these moved to runtime.base.fileio (issue 19 item 7); new code
+# imports them from runtime.base.fileio.
+from .base.fileio import atomic_write_bytes, atomic_write_text, file_sha256, read_json  # noqa: F401
 
 __all__ = [
     "SPEC_FORMAT_VERSION",

@@ -20,7 +20,7 @@ SHARED_MARKET = ROOT.parent / "shared" / "data" / "market1501-dev"
 
 def _has_tensorrt() -> bool:
     # Not find_spec("tensorrt"): the type stubs CI installs make a bare tensorrt/ folder that it finds.
-    from runtime.trt_compat import tensorrt_available
+    from runtime.backends.trt_compat import tensorrt_available
 
     return tensorrt_available()
 

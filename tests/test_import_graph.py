@@ -98,9 +98,9 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_graph_sees_lazy_and_relative_imports() -> None:
     g = import_graph()
-    assert "runtime.search_int8" in g["runtime.rank"]  # lazy, inside int8_searcher()
-    assert "runtime.topk" in g["runtime.search_int8"]  # relative, module level
-    assert "runtime.errors" in g["runtime.commands.match"]  # `from ..errors import UserError` in run()
+    assert "runtime.search.int8" in g["runtime.search.rank"]  # lazy, inside int8_searcher()
+    assert "runtime.search.topk" in g["runtime.search.int8"]  # relative, module level
+    assert "runtime.base.errors" in g["runtime.commands.match"]  # `from ..base.errors import UserError` in run()
 
 
 def test_no_import_circle_among_project_modules() -> None:
@@ -111,3 +111,40 @@ def test_no_import_circle_among_project_modules() -> None:
 def test_the_cycle_finder_finds_a_planted_circle() -> None:
     g = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(g) == [["a", "b", "c"]]
+
+
+def _folder(module: str) -> str:
+    """runtime.gallery.store.local -> runtime.gallery: a package's first folder level below the root."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 else parts[0]
+
+
+def folder_graph() -> dict[str, set[str]]:
+    """Import edges between runtime's folders (runtime.base, runtime.search, runtime.gallery, ...);
+    modules directly in runtime/ (api, cli, spec, ...) are the root and not folded together."""
+    out: dict[str, set[str]] = {}
+    for mod, targets in import_graph().items():
+        if not mod.startswith("runtime.") or (mod.count(".") < 2 and not _is_folder(mod)):
+            continue
+        src = _folder(mod) if mod.count(".") >= 2 else mod
+        for t in targets:
+            if t.startswith("runtime.") and (t.count(".") >= 2 or _is_folder(t)):
+                dst = _folder(t) if t.count(".") >= 2 else t
+                if dst != src:
+                    out.setdefault(src, set()).add(dst)
+    return out
+
+
+def _is_folder(module: str) -> bool:
+    return (ROOT / Path(*module.split("."))).is_dir()
+
+
+def test_runtime_folders_import_one_way() -> None:
+    """issue 27 item 5: runtime/ is laid out by concept, and its folders form no import circle
+    (base imports no other folder; search only base; gallery base and search; ...)."""
+    g = folder_graph()
+    assert {"runtime.base", "runtime.search", "runtime.gallery", "runtime.backends"} <= set(g) | {"runtime.base"}
+    assert not g.get("runtime.base"), f"runtime.base imports {sorted(g['runtime.base'])}"
+    assert g.get("runtime.search", set()) <= {"runtime.base"}, sorted(g["runtime.search"])
+    cycles = _cycles({k: set(v) for k, v in g.items()} | {t: set() for v in g.values() for t in v if t not in g})
+    assert not cycles, "folder import circles: " + "; ".join(" <-> ".join(c) for c in cycles)

@@ -52,10 +52,10 @@ class TrtProfile:
 
 def trt_profile(path: Path) -> TrtProfile | None:
     """The optimisation profile ONNX Runtime's TensorRT provider gets for ``path``: the batch range
-    `irreid-edge build` uses by default (1 / 8 / runtime.engine.DEFAULT_MAX_BATCH), or the graph's
+    `irreid-edge build` uses by default (1 / 8 / runtime.backends.engine.DEFAULT_MAX_BATCH), or the graph's
     own batch when it is fixed. None when the input's C, H, W are not static (a foreign graph with
     dynamic sizes: the provider then sizes its engine from the first batch, as before)."""
-    from ..engine import DEFAULT_MAX_BATCH, profile_batches
+    from .engine import DEFAULT_MAX_BATCH, profile_batches
 
     found = graph_input(path)
     if found is None:
@@ -172,7 +172,7 @@ def load_session(path: Path, opts: Any = None, providers: Any = None) -> Any:
     """
     import onnxruntime as ort
 
-    from ..fileio import open_regular
+    from ..base.fileio import open_regular
 
     try:
         open_regular(path).close()

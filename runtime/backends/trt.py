@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import trt_compat as tc
-from ..engine import build_command, check_engine_key, engine_path, memory_gib, read_l4t_release, read_sidecar
-from ..fileio import file_sha256
+from ..base.fileio import file_sha256
 from ..model_dir import model_file
 from ..spec import ModelSpec, check_spec_agreement
+from . import trt_compat as tc
 from .cuda_mem import CudaApi, cuda_unavailable_reason, load_cuda
+from .engine import build_command, check_engine_key, engine_path, memory_gib, read_l4t_release, read_sidecar
 
 __all__ = ["TrtRunner", "open_trt_encoder_runner", "trt_unavailable_reason"]
 

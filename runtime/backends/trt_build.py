@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import trt_compat as tc
-from ..engine import (
+from ..base.fileio import atomic_write_bytes, file_sha256
+from ..spec import ModelSpec
+from . import trt_compat as tc
+from .engine import (
     EngineKey,
     engine_path,
     memory_gib,
@@ -28,8 +30,6 @@ from ..engine import (
     timing_cache_path,
     write_engine,
 )
-from ..fileio import atomic_write_bytes, file_sha256
-from ..spec import ModelSpec
 
 if TYPE_CHECKING:
     import tensorrt as trt

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..choices import INFERENCE_BACKEND_CHOICES, PRECISION_CHOICES
-from ..errors import one_line
+from ..base.choices import INFERENCE_BACKEND_CHOICES, PRECISION_CHOICES
+from ..base.errors import one_line
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,7 +41,7 @@ def add_index_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def positive(value: int, name: str) -> int:
-    from ..errors import UserError
+    from ..base.errors import UserError
 
     if value is None or value < 1:
         raise UserError(f"{name} must be a positive integer, got {value}")
@@ -50,7 +50,7 @@ def positive(value: int, name: str) -> int:
 
 def finite(value: float | None, name: str, low: float = 0.0) -> float | None:
     """None, or a finite number >= ``low``: argparse's float() takes "nan" and "inf" (issue 17 item 10)."""
-    from ..errors import UserError
+    from ..base.errors import UserError
 
     if value is not None and not (math.isfinite(value) and value >= low):
         raise UserError(f"{name} must be a finite number >= {low:g}, got {value}")

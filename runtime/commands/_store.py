@@ -41,7 +41,7 @@ def add_match_store_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_local_match_args(args: argparse.Namespace) -> None:
     """Without --store: refuse the store-only flags, and require --gallery."""
-    from ..errors import UserError
+    from ..base.errors import UserError
 
     used = [f for f, v in (("--camera", args.camera), ("--device", args.device), ("--since", args.since),
                            ("--until", args.until)) if v]
@@ -53,9 +53,9 @@ def check_local_match_args(args: argparse.Namespace) -> None:
 
 
 def store_filters(args: argparse.Namespace) -> Any:
-    from ..errors import UserError
-    from ..store import Filters
-    from ..store.fill import parse_time
+    from ..base.errors import UserError
+    from ..gallery.store import Filters
+    from ..gallery.store.fill import parse_time
 
     try:
         since = parse_time(args.since, "--since") if args.since else None
@@ -69,10 +69,10 @@ def store_filters(args: argparse.Namespace) -> Any:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..gallery import scan_gallery
-    from ..store.fill import fill_store, read_meta_csv
-    from ..store.uri import open_store
+    from ..base.errors import UserError
+    from ..gallery.scan import scan_gallery
+    from ..gallery.store.fill import fill_store, read_meta_csv
+    from ..gallery.store.uri import open_store
     from ._common import Encoders, gallery_modality, model_path, report_skipped, say
 
     if args.index or args.verify or args.rebuild:
@@ -115,7 +115,7 @@ def store_results(hits: list[Any], threshold: float | None) -> list[dict[str, An
 def show_store(args: argparse.Namespace, ranked: list[dict[str, Any]], say: Any) -> None:
     if not args.show:
         return
-    from ..errors import UserError
+    from ..base.errors import UserError
 
     if not args.gallery:
         raise UserError("--show draws the gallery's crops: pass --gallery DIR (the folder the store was filled from)")

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..choices import MODALITIES, SEARCH_BACKENDS
+from ..base.choices import MODALITIES, SEARCH_BACKENDS
 from ._common import add_model_arguments
 
 HELP = "latency and throughput per batch size, with a per-stage breakdown"
@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _batches(text: str) -> list[int]:
-    from ..errors import UserError
+    from ..base.errors import UserError
 
     try:
         sizes = [int(b) for b in text.split(",") if b.strip()]
@@ -73,7 +73,7 @@ def _pct(values: list[float], q: float) -> float:
 def _bench_batch(enc: Any, files: list[Path], b: int, gallery: np.ndarray, runs: int, warmup: int,
                  search: str = "auto") -> dict[str, Any]:
     from ..preprocess import decode_image, preprocess_image
-    from ..rank import topk
+    from ..search.rank import topk
 
     spec = enc.spec
     times: dict[str, list[float]] = {s: [] for s in (*STAGES, "total")}
@@ -123,7 +123,7 @@ def _table(rows: list[dict[str, Any]], backend: str, spec: Any, gallery_size: in
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..gallery import scan_gallery
+    from ..gallery.scan import scan_gallery
     from ..power import power_state, throttle_warnings
     from ._common import Encoders, model_path, positive, run_facts, say
 
@@ -136,14 +136,14 @@ def run(args: argparse.Namespace) -> int:
     gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
     gallery.setflags(write=False)  # read-only: the int8 searcher is built once and reused
     if args.search == "int8":
-        from ..rank import int8_searcher
+        from ..search.rank import int8_searcher
 
         int8_searcher(gallery)  # its build (quantise + prepack) is setup, not rank latency
     with tempfile.TemporaryDirectory(prefix="irreid-bench-") as tmp:
         if args.images:
             files = [Path(f.path) for f in scan_gallery(args.images).files]
             if not files:
-                from ..errors import UserError
+                from ..base.errors import UserError
 
                 raise UserError(f"{args.images}: no images found; pass a folder of crops or omit --images")
         else:

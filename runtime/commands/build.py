@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..choices import ENGINE_PRECISION_ORDER, MODALITIES, PRECISION_CHOICES
-from ..engine import DEFAULT_MAX_BATCH
+from ..backends.engine import DEFAULT_MAX_BATCH
+from ..base.choices import ENGINE_PRECISION_ORDER, MODALITIES, PRECISION_CHOICES
 
 HELP = "build TensorRT engines from an exported model, on the device that will run them"
 
@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _not_installed_message(reason: str) -> str:
-    from ..trt_compat import INSTALL_HINT
+    from ..backends.trt_compat import INSTALL_HINT
 
     return (f"{reason}: {INSTALL_HINT}; until then irreid-edge runs the ONNX models with ONNX Runtime "
             f"(index/match/embed work as they are)")
@@ -53,9 +53,9 @@ def auto_precision(model: Path, modality: str, dla_trt_version: str | None = Non
     """--precision auto for a build: the fastest graph the export has for TensorRT (int8 > fp16 >
     fp32), the same rule as the native `irreid-edge-native build`. ``dla_trt_version``: a DLA build
     with that TensorRT, which runs fp16 and int8 only, and int8 (Q/DQ) only from TensorRT 9."""
+    from ..backends.trt_compat import dla_has_explicit_quantization
     from ..model_dir import model_file
     from ..spec import SpecError
-    from ..trt_compat import dla_has_explicit_quantization
 
     dla = dla_trt_version is not None
     skip = {"fp32"} if dla else set()
@@ -73,9 +73,9 @@ def auto_precision(model: Path, modality: str, dla_trt_version: str | None = Non
 
 def _requests(args: argparse.Namespace) -> list[object]:
     from ..backends.trt_build import BuildRequest
+    from ..backends.trt_compat import import_trt
     from ..encoder import onnx_spec, read_onnx_metadata, resolve_onnx
     from ..model_dir import default_model_dir, read_model_dir_specs
-    from ..trt_compat import import_trt
 
     model = Path(args.model) if args.model else default_model_dir()
     common = {"max_batch": args.max_batch, "opt_batch": args.opt_batch, "workspace_mb": args.workspace,
@@ -101,9 +101,9 @@ def _requests(args: argparse.Namespace) -> list[object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..backends.engine import profile_batches
     from ..backends.trt import trt_unavailable_reason
-    from ..engine import profile_batches
-    from ..errors import UserError
+    from ..base.errors import UserError
 
     profile_batches(args.max_batch, args.opt_batch)  # refuse bad values before anything slow
     if args.workspace <= 0:

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..choices import MODALITIES, PRECISION_CHOICES
+from ..base.choices import MODALITIES, PRECISION_CHOICES
 
 HELP = "write a DeepStream nvinfer config running an encoder as a secondary (per-object) model"
 #: nvinfer's network-mode and model-color-format values
@@ -43,10 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _files(model: Path, modality: str, precision: str, dla_core: int | None = None) -> tuple[Path, Path | None, str]:
     """(onnx, engine or None, precision) for the config; per precision the GPU engine, else a DLA one
-    (``dla_core``: that core's only), as the runtime picks them (runtime.engine.built_engines)."""
-    from ..choices import ENGINE_PRECISION_ORDER
+    (``dla_core``: that core's only), as the runtime picks them (runtime.backends.engine.built_engines)."""
+    from ..backends.engine import built_engines
+    from ..base.choices import ENGINE_PRECISION_ORDER
     from ..encoder import resolve_onnx
-    from ..engine import built_engines
 
     is_dir = model.is_dir()
     order = ENGINE_PRECISION_ORDER if precision == "auto" else (precision,)
@@ -60,7 +60,7 @@ def _files(model: Path, modality: str, precision: str, dla_core: int | None = No
 
 
 def _scaling(spec: Any) -> tuple[float, list[float]]:
-    from ..errors import UserError
+    from ..base.errors import UserError
 
     if spec.normalize == "graph":
         return 1.0, [0.0, 0.0, 0.0]
@@ -93,15 +93,15 @@ def render(spec: Any, onnx: Path, engine: Path | None, precision: str, args: arg
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..base.fileio import atomic_write_text
     from ..encoder import onnx_spec, read_onnx_metadata
-    from ..fileio import atomic_write_text
     from ..model_dir import read_model_dir_specs
     from ._common import model_path, positive
 
     positive(args.batch_size, "--batch-size")
     model = model_path(args)
     if args.dla_core is not None and args.dla_core < 0:
-        from ..errors import UserError
+        from ..base.errors import UserError
 
         raise UserError(f"--dla-core {args.dla_core} is invalid; DLA cores are numbered from 0")
     onnx, engine, prec = _files(model, args.modality, args.precision, args.dla_core)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"irreid-edge: no {prec} engine built here; nvinfer will build one from {onnx.name} on first start")
     dla_core = None
     if engine is not None:
-        from ..engine import read_sidecar
+        from ..backends.engine import read_sidecar
 
         key = read_sidecar(engine, verify_engine=False)[0]
         dla_core, (low, _, top) = key.dla_core, key.profile

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..choices import MODALITY_CHOICES
+from ..base.choices import MODALITY_CHOICES
 from ._common import add_model_arguments
 
 HELP = "embed a folder of images to a .npy matrix plus a JSON list of paths"
@@ -33,11 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..fileio import atomic_write_bytes, atomic_write_text
-    from ..gallery import scan_gallery
-    from ..indexer import bounded_map, embed_items, prepare_file
-    from ..progress import Progress
+    from ..base.errors import UserError
+    from ..base.fileio import atomic_write_bytes, atomic_write_text
+    from ..base.progress import Progress
+    from ..gallery.indexer import bounded_map, embed_items, prepare_file
+    from ..gallery.scan import scan_gallery
     from ._common import (
         Encoders,
         first_skip,

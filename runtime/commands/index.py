@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..choices import MODALITY_CHOICES
+from ..base.choices import MODALITY_CHOICES
 from ._common import add_index_arguments, add_model_arguments
 
 HELP = "build or refresh the embedding index of a gallery folder"
@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _verify(args: argparse.Namespace, index_path: Path) -> int:
     """The data checksum (always re-hashed), that the index belongs to this gallery, and that it was
     made with this model (issue 17 item 5: the model was not checked although the help said so)."""
-    from ..index import read_index
-    from ..indexer import check_index
+    from ..gallery.index import read_index
+    from ..gallery.indexer import check_index
     from ._common import Encoders, model_path
 
     idx = read_index(index_path, verify=True, gallery=args.gallery)
@@ -48,9 +48,9 @@ def _verify(args: argparse.Namespace, index_path: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..gallery import scan_gallery
-    from ..index import default_index_path
-    from ..indexer import update_index
+    from ..gallery.index import default_index_path
+    from ..gallery.indexer import update_index
+    from ..gallery.scan import scan_gallery
     from ._common import (
         Encoders,
         finite,

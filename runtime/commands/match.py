@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..choices import MODALITY_CHOICES, SEARCH_BACKENDS
+from ..base.choices import MODALITY_CHOICES, SEARCH_BACKENDS
 from ._common import add_index_arguments, add_model_arguments
 
 HELP = "rank gallery crops for one or more probe crops (IR probe vs colour gallery by default)"
@@ -62,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def expand_probes(items: list[str], follow_links: bool) -> tuple[list[Path], list[tuple[str, str]]]:
     """Probe files in the order given; folders contribute their images in sorted order."""
-    from ..gallery import scan_gallery
+    from ..gallery.scan import scan_gallery
     from ..preprocess import is_image_path
 
     probes: list[Path] = []
@@ -84,7 +84,7 @@ def expand_probes(items: list[str], follow_links: bool) -> tuple[list[Path], lis
 
 def _embed_probes(probes: list[Path], requested: str, encoders: Any,
                   skipped: list[tuple[str, str]]) -> list[tuple[Path, str, np.ndarray]]:
-    from ..indexer import non_finite_message
+    from ..gallery.indexer import non_finite_message
     from ..preprocess import ImageDecodeError, load_batch
     from ._common import detect_modality
 
@@ -110,8 +110,8 @@ def _embed_probes(probes: list[Path], requested: str, encoders: Any,
 
 
 def _open_index(args: argparse.Namespace, encoders: Any, modality: str, say: Any, scan: Any) -> tuple[Any, Any]:
-    from ..index import default_index_path, read_index
-    from ..indexer import UpdateStats, check_index, update_index
+    from ..gallery.index import default_index_path, read_index
+    from ..gallery.indexer import UpdateStats, check_index, update_index
 
     index_path = Path(args.index) if args.index else default_index_path(args.gallery)
     enc = encoders.get(modality)
@@ -136,8 +136,8 @@ def _open_index(args: argparse.Namespace, encoders: Any, modality: str, say: Any
 
 
 def _rank(args: argparse.Namespace, idx: Any, probes: list[tuple[Path, str, np.ndarray]]) -> list[dict[str, Any]]:
-    from ..rank import topk
-    from ..rerank import rerank_topk
+    from ..search.rank import topk
+    from ..search.rerank import rerank_topk
 
     q = np.stack([e for _, _, e in probes])  # (Q, D)
     gallery = idx.as_float32()
@@ -161,7 +161,7 @@ def _rank(args: argparse.Namespace, idx: Any, probes: list[tuple[Path, str, np.n
 
 
 def _print_table(ranked: list[dict[str, Any]], gallery: str, enc: Any) -> None:
-    from ..errors import one_line
+    from ..base.errors import one_line
 
     print(f"model {one_line(enc.spec.name)} on {enc.backend}, {enc.spec.precision}")
     for p in ranked:
@@ -175,8 +175,8 @@ def _print_table(ranked: list[dict[str, Any]], gallery: str, enc: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..gallery import scan_gallery
+    from ..base.errors import UserError
+    from ..gallery.scan import scan_gallery
     from ._common import (
         Encoders,
         finite,
@@ -245,8 +245,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_store(args: argparse.Namespace) -> int:
     """`match --store URI`: search the store's gallery (docs/fleet.md)."""
-    from ..errors import UserError
-    from ..store.uri import open_store
+    from ..base.errors import UserError
+    from ..gallery.store.uri import open_store
     from ._common import Encoders, gallery_modality, model_path, run_facts, say
     from ._store import show_store, store_filters, store_results
 
@@ -263,7 +263,7 @@ def _run_store(args: argparse.Namespace) -> int:
         if not args.gallery:
             raise UserError("--gallery-modality auto looks at the gallery's files; with --store and no "
                             "--gallery pass --gallery-modality rgb or ir")
-        from ..gallery import scan_gallery
+        from ..gallery.scan import scan_gallery
 
         files = [f.path for f in scan_gallery(args.gallery, args.follow_links).files]
         g_mod = gallery_modality("auto", files)

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..choices import MODALITIES, SEARCH_BACKENDS
+from ..base.choices import MODALITIES, SEARCH_BACKENDS
 from ._common import add_model_arguments
 
 HELP = "serve embeddings and gallery search over HTTP (and an operator page) from one loaded process"
@@ -81,13 +81,13 @@ def _is_loopback(host: str) -> bool:
 def open_store(args: argparse.Namespace, spec: Any) -> Any:
     """The store serve searches and writes: the one place it is opened (the gallery folder's index
     file by default; ``--store URI``: a Milvus collection of this model, created if it has none)."""
-    from ..errors import UserError
-    from ..index import default_index_path
-    from ..store.local import LocalStore
+    from ..base.errors import UserError
+    from ..gallery.index import default_index_path
+    from ..gallery.store.local import LocalStore
 
     if args.store:
-        from ..store.uri import StoreError
-        from ..store.uri import open_store as open_uri_store
+        from ..gallery.store.uri import StoreError
+        from ..gallery.store.uri import open_store as open_uri_store
 
         if args.index:
             raise UserError("--store replaces the local index file: drop --index")
@@ -102,8 +102,8 @@ def open_store(args: argparse.Namespace, spec: Any) -> Any:
 
 def build_service(args: argparse.Namespace) -> Any:
     from ..api import open_encoder
+    from ..gallery.store.folder import open_gallery
     from ..serve.service import Limits, Service
-    from ..store.folder import open_gallery
     from ._common import model_path
 
     model = model_path(args)
@@ -120,7 +120,7 @@ def build_service(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
+    from ..base.errors import UserError
     from ._common import positive
 
     positive(args.max_batch, "--max-batch")
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    from ..errors import UserError
+    from ..base.errors import UserError
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..choices import MODALITIES
+from ..base.choices import MODALITIES
 
 HELP = "describe a foreign ONNX re-ID model with a spec so the runtime can use it"
 
@@ -73,8 +73,8 @@ def _probe_graph(path: Path, height: int, width: int) -> tuple[int, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..base.fileio import file_sha256
     from ..encoder import sidecar_spec_path
-    from ..fileio import file_sha256
     from ..spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, write_spec_json
 
     path = Path(args.onnx)

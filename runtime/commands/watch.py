@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..choices import MODALITIES
+from ..base.choices import MODALITIES
 
 HELP = "watch a video, stream, camera or image folder: detect, track and re-identify people against the gallery"
 
@@ -60,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _classes(text: str) -> tuple[int, ...]:
-    from ..errors import UserError
+    from ..base.errors import UserError
 
     try:
         out = tuple(int(c) for c in text.split(",") if c.strip())
@@ -73,7 +73,7 @@ def _classes(text: str) -> tuple[int, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from ..api import watch
-    from ..errors import UserError
+    from ..base.errors import UserError
     from ._common import finite, model_path, positive
 
     positive(args.top_k, "--top-k")

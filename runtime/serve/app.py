@@ -20,10 +20,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from ..index import IndexFileError
+from ..gallery.index import IndexFileError
+from ..gallery.store.address import StoreError
+from ..gallery.store.base import Filters, check_label
 from ..preprocess import ImageDecodeError
-from ..store.address import StoreError
-from ..store.base import Filters, check_label
 from .batcher import Busy
 from .edge import EdgeMiddleware, HostRule, page_csp
 from .events import EventFeeds

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from ..api import ImageEncoder
+from ..gallery.store.base import Filters
+from ..gallery.store.fill import parse_time as fill_parse_time
+from ..gallery.store.folder import Gallery
 from ..images import decode_bytes
 from ..preprocess import preprocess_image
-from ..store.base import Filters
-from ..store.fill import parse_time as fill_parse_time
-from ..store.folder import Gallery
 from .batcher import MicroBatcher
 
 __all__ = ["Limits", "Service", "parse_time"]

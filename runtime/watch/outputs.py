@@ -53,7 +53,7 @@ def write_thumbnail(folder: Path, track_id: int, crop_bgr: np.ndarray) -> str:
 
     from PIL import Image
 
-    from ..fileio import atomic_write_bytes
+    from ..base.fileio import atomic_write_bytes
 
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(crop_bgr[:, :, ::-1])).save(buf, format="JPEG", quality=90)

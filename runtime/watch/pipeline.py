@@ -207,7 +207,7 @@ def run_watch(cfg: WatchConfig, source: FrameSource, detector: Any, tracker: Any
 
     ``encoder``: a ``runtime.api.ImageEncoder`` of the source's modality; ``gallery``: anything with
     ``__len__``, ``search(Q x D, top_k)`` and, for ``enroll``, ``add(image, camera, timestamp, device,
-    channel_order)`` (``runtime.store.folder.Gallery``, or ``StoreGallery`` for a --store).
+    channel_order)`` (``runtime.gallery.store.folder.Gallery``, or ``StoreGallery`` for a --store).
     """
     say = say or ((lambda m: None) if cfg.quiet else _stderr)
     if not cfg.device:

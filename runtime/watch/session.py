@@ -40,8 +40,8 @@ class StoreGallery:
             channel_order: str = "bgr") -> tuple[Any, bool]:
         from PIL import Image
 
-        from ..fileio import atomic_write_bytes
-        from ..store.base import Entry
+        from ..base.fileio import atomic_write_bytes
+        from ..gallery.store.base import Entry
 
         rgb = image[:, :, ::-1] if channel_order == "bgr" else image
         buf = io.BytesIO()
@@ -65,10 +65,10 @@ def _open_gallery(model: Path, gallery: str | os.PathLike[str] | None, store: st
         raise ValueError("pass --gallery DIR (a folder of gallery crops) or --store URI")
     genc = open_encoder(model, modality=modality, **enc_kw)
     if store is not None:
-        from ..store.uri import open_store
+        from ..gallery.store.uri import open_store
 
         return StoreGallery(open_store(store, genc.spec, create=enroll), genc, out / "enrolled")
-    from ..store.folder import open_gallery
+    from ..gallery.store.folder import open_gallery
 
     root = Path(gallery)  # type: ignore[arg-type]
     if enroll:
@@ -92,7 +92,7 @@ def watch(source: str, model: str | os.PathLike[str], open_encoder: Callable[...
     ``runtime.api.open_encoder`` (passed in by ``runtime.api.watch``, the public entry, so that this
     module does not import the API that imports it).
     """
-    from ..choices import MODALITIES
+    from ..base.choices import MODALITIES
     from .detect import open_detector
     from .source import open_source
     from .track import Tracker

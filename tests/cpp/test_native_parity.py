@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.index import IndexEntry, read_index, write_index
+from runtime.gallery.index import IndexEntry, read_index, write_index
 from runtime.preprocess import preprocess_path
-from runtime.rank import topk
+from runtime.search.rank import topk
 from runtime.spec import ModelSpec
 
 SIZES = [(97, 203), (40, 30), (300, 100), (144, 288), (1000, 600), (64, 128)]  # (width, height)
@@ -146,7 +146,7 @@ def test_topk_parity(native_build, tmp_path: Path) -> None:
 
 
 def test_an_index_the_native_writer_makes_is_read_by_python(native_build, tmp_path: Path) -> None:
-    """libirreid's write_index (runtime/cpp/src/index.cpp) and runtime/index.py share one format, header
+    """libirreid's write_index (runtime/cpp/src/index.cpp) and runtime/gallery/index.py share one format, header
     checksum included: the Python reader refuses an index without one."""
     exe = next(native_build.build_dir.rglob("irreid_rt_tests"), None)
     assert exe is not None and exe.is_file(), "the C++ unit tests were not built"

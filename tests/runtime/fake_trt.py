@@ -1,4 +1,4 @@
-"""A fake ``tensorrt`` module: just the API runtime/backends/trt_build.py and runtime/trt_compat.py call,
+"""A fake ``tensorrt`` module: just the API runtime/backends/trt_build.py and runtime/backends/trt_compat.py call,
 recording what was set, for testing the build stages where TensorRT is absent (this CI).
 
 The parser reads the real ONNX file and adds one layer per node, with the LayerType TensorRT's ONNX

@@ -12,7 +12,7 @@ from cli_fixtures import cli_json, make_good_gallery, make_model_dir, save_crop
 from PIL import Image
 
 from runtime.api import Entry, Filters, ImageDecodeError, LocalStore, open_encoder, open_gallery
-from runtime.store import GalleryStore
+from runtime.gallery.store import GalleryStore
 
 
 @pytest.fixture(scope="module")

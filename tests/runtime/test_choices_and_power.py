@@ -6,7 +6,7 @@ import argparse
 import ast
 from pathlib import Path
 
-from runtime import choices
+from runtime.base import choices
 from runtime.power import nvpmodel_mode, power_state, throttle_warnings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,9 +52,9 @@ def test_no_choice_list_is_retyped_in_the_source() -> None:
 
 def test_inference_and_search_backends_have_different_names() -> None:
     import runtime.encoder
-    import runtime.rank
+    import runtime.search.rank
 
-    assert not hasattr(runtime.encoder, "BACKENDS") and not hasattr(runtime.rank, "BACKENDS")
+    assert not hasattr(runtime.encoder, "BACKENDS") and not hasattr(runtime.search.rank, "BACKENDS")
 
 
 def _sysfs(root: Path, gpu_cur: int, gpu_max: int) -> Path:

@@ -22,7 +22,7 @@ from cli_fixtures import (
     save_crop,
 )
 
-from runtime.index import default_index_path, read_index
+from runtime.gallery.index import default_index_path, read_index
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_two_concurrent_index_runs_leave_one_valid_index(tmp_path: Path, model: 
 
 _INTERRUPT_AFTER_3_BATCHES = textwrap.dedent("""
     import os, signal, sys
-    import runtime.indexer as ix
+    import runtime.gallery.indexer as ix
     # As in a terminal. A job started with `&` by a non-interactive shell (how CI may run us) inherits
     # SIGINT ignored, and Python then installs no KeyboardInterrupt handler: the kill would do nothing.
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -10,7 +10,7 @@ import pytest
 from cli_fixtures import cli, cli_json, make_bad_gallery, make_good_gallery, make_model_dir, save_crop
 from PIL import Image
 
-from runtime.index import default_index_path, read_index
+from runtime.gallery.index import default_index_path, read_index
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from tiny_onnx import make_tiny_onnx, make_tiny_spec
 from runtime import encoder as enc
 from runtime.backends import cuda_mem
 from runtime.backends import trt as trt_backend
+from runtime.backends.engine import EngineKey, engine_path, write_engine
 from runtime.encoder import open_encoder
-from runtime.engine import EngineKey, engine_path, write_engine
 from runtime.model_dir import write_model_dir_specs
 
 H, W, D = 32, 16, 24

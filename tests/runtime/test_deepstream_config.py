@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from tiny_onnx import make_tiny_onnx, make_tiny_spec
 
+from runtime.backends.engine import EngineKey, engine_path, write_engine
 from runtime.cli import main as cli_main
-from runtime.engine import EngineKey, engine_path, write_engine
 from runtime.model_dir import write_model_dir_specs
 
 H, W, D = 32, 16, 24

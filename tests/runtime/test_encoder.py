@@ -11,8 +11,8 @@ import pytest
 from tiny_onnx import make_tiny_onnx, make_tiny_spec
 
 from runtime import encoder as enc
+from runtime.base.fileio import file_sha256
 from runtime.encoder import choose_backend, open_encoder, resolve_onnx
-from runtime.fileio import file_sha256
 from runtime.model_dir import write_model_dir_specs
 from runtime.spec import SpecError
 
@@ -218,7 +218,7 @@ def test_choose_backend_refuses_what_is_missing() -> None:
 
 
 def test_explicit_tensorrt_without_tensorrt_is_refused(model_dir: Path) -> None:
-    from runtime.trt_compat import tensorrt_available
+    from runtime.backends.trt_compat import tensorrt_available
 
     if tensorrt_available():
         pytest.skip("TensorRT is installed here")
@@ -247,7 +247,7 @@ def test_auto_opens_the_fastest_engine_built_here(model_dir: Path, monkeypatch: 
     """Issue 16 defect 1: int8 > fp16 > fp32 among the engines built for this device; one built for
     another setup is skipped. TensorRT is absent here: the engine opener is replaced, the choice is real."""
     from runtime.backends import trt as trt_backend
-    from runtime.engine import EngineMismatchError, engine_path
+    from runtime.backends.engine import EngineMismatchError, engine_path
 
     for prec in ("fp16", "int8"):
         engine_path(model_dir, "ir", prec).parent.mkdir(exist_ok=True)
@@ -279,7 +279,7 @@ def test_dla_engines_have_their_own_files_and_are_chosen(model_dir: Path, monkey
     """Issue 29 item 5: per precision the GPU engine runs first, a DLA-only build still runs, and
     --dla-core N (open_encoder(dla_core=N)) runs that core's engine; the rebuild hint names the core."""
     from runtime.backends import trt as trt_backend
-    from runtime.engine import built_engines, engine_path
+    from runtime.backends.engine import built_engines, engine_path
 
     opened: list[str] = []
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tiny_onnx import make_tiny_spec
 
-from runtime.engine import (
+from runtime.backends.engine import (
     EngineKey,
     EngineMismatchError,
     build_command,
@@ -119,7 +119,7 @@ def test_sidecar_round_trip_and_torn_pair(tmp_path: Path) -> None:
 
 
 def test_build_without_tensorrt_exits_2_in_one_line(tmp_path: Path) -> None:
-    from runtime.trt_compat import tensorrt_available
+    from runtime.backends.trt_compat import tensorrt_available
 
     if tensorrt_available():
         pytest.skip("TensorRT is installed here")
@@ -134,7 +134,7 @@ def test_build_without_tensorrt_exits_2_in_one_line(tmp_path: Path) -> None:
 
 # -- issue 16 defect 7: Orin modules share name and compute capability ------------------------------
 def test_l4t_release_is_read_from_nv_tegra_release(tmp_path: Path) -> None:
-    from runtime.engine import l4t_release, read_l4t_release
+    from runtime.backends.engine import l4t_release, read_l4t_release
 
     text = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan 8\n"
     assert l4t_release(text) == "36.4.3"

@@ -1,4 +1,4 @@
-"""runtime.gallery: which files a gallery scan lists, in what order, and what it reports."""
+"""runtime.gallery.scan: which files a gallery scan lists, in what order, and what it reports."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cli_fixtures import save_crop
 
-from runtime.gallery import INDEX_DIRNAME, scan_gallery
+from runtime.gallery.scan import INDEX_DIRNAME, scan_gallery
 
 
 def test_lists_images_sorted_with_posix_relative_paths(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The one write path of a gallery folder (runtime.store.folder.Gallery.commit), on real files and the
+"""The one write path of a gallery folder (runtime.gallery.store.folder.Gallery.commit), on real files and the
 real index: one id, one file, one row; known content writes nothing; a delete is permanent across
 reopen and refresh; a refused or failed write leaves nothing behind (issue 26, item 1)."""
 
@@ -14,7 +14,7 @@ import pytest
 from cli_fixtures import REPO, make_good_gallery, make_model_dir, save_crop
 
 from runtime.api import open_encoder, open_gallery
-from runtime.store.folder import DELETED_DIR
+from runtime.gallery.store.folder import DELETED_DIR
 
 
 @pytest.fixture(scope="module")

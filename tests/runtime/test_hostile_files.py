@@ -17,7 +17,7 @@ import pytest
 from cli_fixtures import CONSOLE_SCRIPT, REPO, cli, make_good_gallery, make_model_dir
 from PIL import Image, ImageDraw
 
-from runtime.index import default_index_path, index_lock, read_index
+from runtime.gallery.index import default_index_path, index_lock, read_index
 from runtime.preprocess import decode_image, preprocess_path
 
 

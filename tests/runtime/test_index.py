@@ -1,4 +1,4 @@
-"""runtime.index: the on-disk format (byte for byte, as the C++ reader expects), checks, atomic writes."""
+"""runtime.gallery.index: the on-disk format (byte for byte, as the C++ reader expects), checks, atomic writes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from cli_fixtures import REPO
 from tiny_onnx import make_tiny_spec
 
 from runtime import __version__
-from runtime.index import (
+from runtime.gallery.index import (
     ALIGN,
     MAGIC,
     IndexEntry,
@@ -132,7 +132,7 @@ _FULL_DISK = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, {tests!r})
     from tiny_onnx import make_tiny_spec
-    from runtime.index import IndexEntry, write_index
+    from runtime.gallery.index import IndexEntry, write_index
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so write() fails with EFBIG instead of killing us
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # the kernel refuses writes past 4 KB
     n = 400

@@ -18,8 +18,15 @@ import pytest
 from cli_fixtures import cli, cli_json, make_good_gallery, make_model_dir
 from tiny_onnx import make_tiny_spec
 
-from runtime.index import IndexEntry, IndexFileError, default_index_path, marker_path, read_index, write_index
-from runtime.rank import topk
+from runtime.gallery.index import (
+    IndexEntry,
+    IndexFileError,
+    default_index_path,
+    marker_path,
+    read_index,
+    write_index,
+)
+from runtime.search.rank import topk
 
 SPEC = make_tiny_spec("rgb", 32, 16, 8)
 

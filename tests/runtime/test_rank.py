@@ -1,11 +1,11 @@
-"""runtime.rank: exact top-k against brute force, the float16 path, FAISS parity (re-ranking: test_rerank.py)."""
+"""runtime.search.rank: exact top-k against brute force, the float16 path, FAISS parity (re-ranking: test_rerank.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from runtime.rank import topk, topk_from_distances
+from runtime.search.rank import topk, topk_from_distances
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

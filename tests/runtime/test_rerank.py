@@ -1,8 +1,8 @@
-"""runtime.rerank, the one k-reciprocal re-ranker, against a transcription of the authors' algorithm.
+"""runtime.search.rerank, the one k-reciprocal re-ranker, against a transcription of the authors' algorithm.
 
 The oracle below is written from Zhong et al. (CVPR 2017) and their Python release's API
 (``re_ranking(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value)``, Euclidean distances in, squared
-and normalised inside), one plain loop per step, in float64; it shares no code with runtime.rerank.
+and normalised inside), one plain loop per step, in float64; it shares no code with runtime.search.rerank.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.rank import topk
-from runtime.rerank import k_reciprocal_rerank, rerank_topk
+from runtime.search.rank import topk
+from runtime.search.rerank import k_reciprocal_rerank, rerank_topk
 
 
 def reference_re_ranking(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3):

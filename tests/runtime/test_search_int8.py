@@ -1,7 +1,7 @@
-"""runtime.search_int8: the int8 first pass + exact re-rank equals brute force, and its bound holds.
+"""runtime.search.int8: the int8 first pass + exact re-rank equals brute force, and its bound holds.
 
 The oracle is brute force over every row with the same distance definition and tie rule
-(float32(1 - exact_scores(x, q)), ties by gallery index); runtime.rank's numpy path (float32 BLAS)
+(float32(1 - exact_scores(x, q)), ties by gallery index); runtime.search.rank's numpy path (float32 BLAS)
 must agree with it on indices wherever scores are not within float32 rounding of each other.
 
 Issue 17 item 12 (duplicates came back in another order on an AVX-512-VNNI machine): ONNX Runtime
@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime import rank
-from runtime.onnx_bytes import model_bytes, node, tensor, value_info
-from runtime.rank import clear_int8_cache, int8_searcher, topk, topk_from_distances
-from runtime.search_int8 import Int8Searcher, exact_scores
+from runtime.base.onnx_bytes import model_bytes, node, tensor, value_info
+from runtime.search import rank
+from runtime.search.int8 import Int8Searcher, exact_scores
+from runtime.search.rank import clear_int8_cache, int8_searcher, topk, topk_from_distances
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -60,7 +60,7 @@ def test_model_bytes_is_a_valid_onnx_model_and_matmulinteger_is_exact() -> None:
 
 def test_the_search_graph_passes_the_onnx_checker() -> None:
     onnx = pytest.importorskip("onnx", reason="onnx not installed (only this cross-check needs it)")
-    from runtime import search_int8 as s8
+    from runtime.search import int8 as s8
 
     n, d = 5, 4
     buf, off = model_bytes(s8._GRAPH, [value_info(*v) for v in s8._inputs(n, d)],

@@ -29,7 +29,7 @@ pytest.importorskip("uvicorn", reason="serve needs the `serve` extra: pip instal
 from serve_fixtures import Server, running_server
 
 from runtime.api import open_encoder
-from runtime.store.local import LocalStore
+from runtime.gallery.store.local import LocalStore
 
 IDS = 24
 CLIENTS = 16

@@ -90,7 +90,7 @@ def test_an_acknowledged_write_survives_kill_9_and_a_torn_index_file(tmp_path: P
             "--gallery-modality", "rgb", "--probe-modality", "rgb", "--top-k", "1", "--quiet")
     assert [r["id"] for r in cli_json(*args)["probes"][0]["results"]] == [added["entry"]["id"]]
     torn = _index_files(db)
-    assert torn, "Milvus Lite wrote no index file: its layout changed; update runtime/store/milvus.py"
+    assert torn, "Milvus Lite wrote no index file: its layout changed; update runtime/gallery/store/milvus.py"
     for f in torn:
         f.write_bytes(f.read_bytes()[:0])
     r = cli(*args, "--json", check=False)

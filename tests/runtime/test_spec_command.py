@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from runtime.base.fileio import file_sha256
 from runtime.encoder import open_encoder, sidecar_spec_path
-from runtime.fileio import file_sha256
 from runtime.preprocess import load_batch
 from runtime.spec import SpecError, read_spec_json
 

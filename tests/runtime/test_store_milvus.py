@@ -1,4 +1,4 @@
-"""runtime.store on the real Milvus Lite: ranking equal to runtime.rank, filters that no string can
+"""runtime.gallery.store on the real Milvus Lite: ranking equal to runtime.search.rank, filters that no string can
 break out of, idempotent adds, the ANN option, and the refusal of another model's collection."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from tiny_onnx import make_tiny_spec
 
-from runtime.rank import topk
-from runtime.store import Entry, Filters
-from runtime.store.milvus import filter_expression, literal, stored_rows
-from runtime.store.uri import StoreError, open_store, parse_store_uri
+from runtime.gallery.store import Entry, Filters
+from runtime.gallery.store.milvus import filter_expression, literal, stored_rows
+from runtime.gallery.store.uri import StoreError, open_store, parse_store_uri
+from runtime.search.rank import topk
 
 REPO = Path(__file__).resolve().parents[2]
 NASTY = ["plain", 'a"b', "a\\b", "a\\", '" or camera != "', "it's", "é北京", 'a\\"b', "x\\n", "sp ace",
@@ -61,12 +61,12 @@ def test_filter_expression() -> None:
 
 def test_runtime_imports_and_explains_without_pymilvus(tmp_path: Path) -> None:
     code = ("import sys; sys.modules['pymilvus'] = None\n"
-            "import runtime.store, runtime.store.milvus, runtime.store.uri, runtime.store.fill\n"
+            "import runtime.gallery.store, runtime.gallery.store.milvus, runtime.gallery.store.uri, runtime.gallery.store.fill\n"
             "import runtime.commands._store\n"
             "from tiny_onnx import make_tiny_spec\n"
             "try:\n"
-            f"    runtime.store.uri.open_store('milvus-lite:{tmp_path}/x.db', make_tiny_spec())\n"
-            "except runtime.store.uri.StoreError as e:\n"
+            f"    runtime.gallery.store.uri.open_store('milvus-lite:{tmp_path}/x.db', make_tiny_spec())\n"
+            "except runtime.gallery.store.uri.StoreError as e:\n"
             "    print(e)\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                        env={"PYTHONPATH": f"{REPO}:{REPO / 'tests'}", "PATH": "/usr/bin:/bin"})
@@ -109,7 +109,7 @@ def test_store_ranks_like_rank_topk_with_ties_by_id_and_is_idempotent(db: str) -
         g = stored_rows(x)
         ids, dists = topk(q, g, 40)
         for qi in range(len(q)):
-            # runtime.rank breaks ties by row; the store by id: compare as (distance, id) orders
+            # runtime.search.rank breaks ties by row; the store by id: compare as (distance, id) orders
             want = sorted(zip(np.round(dists[qi], 5), (entries[i].id for i in ids[qi])))[:10]
             got = [(round(h.distance, 5), h.entry.id) for h in hits[qi]]
             assert got == want

@@ -16,11 +16,11 @@ import onnx
 import pytest
 from tiny_onnx import make_tiny_onnx, make_tiny_spec
 
-from runtime import engine as engine_mod
 from runtime.backends import cuda_mem, trt_build
+from runtime.backends import engine as engine_mod
 from runtime.backends import trt as trt_backend
+from runtime.backends.engine import engine_path, read_sidecar
 from runtime.cli import main as cli_main
-from runtime.engine import engine_path, read_sidecar
 from runtime.model_dir import write_model_dir_specs
 
 H, W, D = 32, 16, 24

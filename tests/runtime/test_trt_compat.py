@@ -1,11 +1,11 @@
-"""runtime.trt_compat: the version table as pure logic, for 8.5 (JetPack 5), 10.3 (JetPack 6), 10.x, 11.x."""
+"""runtime.backends.trt_compat: the version table as pure logic, for 8.5 (JetPack 5), 10.3 (JetPack 6), 10.x, 11.x."""
 
 from __future__ import annotations
 
 import pytest
 
-from runtime import trt_compat as tc
-from runtime.trt_compat import BuildPlan, build_plan, version
+from runtime.backends import trt_compat as tc
+from runtime.backends.trt_compat import BuildPlan, build_plan, version
 
 
 def test_version_parsing() -> None:

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from tiny_onnx import make_tiny_onnx, make_tiny_spec
 
+from runtime.backends.engine import EngineMismatchError, engine_path, sidecar_path
+from runtime.backends.trt_compat import inspector_layers, inspector_tensor_type
 from runtime.cli import main as cli_main
 from runtime.encoder import open_encoder
-from runtime.engine import EngineMismatchError, engine_path, sidecar_path
 from runtime.model_dir import model_file, write_model_dir_specs
-from runtime.trt_compat import inspector_layers, inspector_tensor_type
 
 pytestmark = pytest.mark.trt
 

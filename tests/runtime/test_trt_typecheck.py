@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TRT_FILES = ["runtime/trt_compat.py", "runtime/backends/trt.py", "runtime/backends/trt_build.py",
-             "runtime/backends/cuda_mem.py", "runtime/engine.py"]
+TRT_FILES = ["runtime/backends/trt_compat.py", "runtime/backends/trt.py", "runtime/backends/trt_build.py",
+             "runtime/backends/cuda_mem.py", "runtime/backends/engine.py"]
 MYPY_INI = """[mypy]
 python_version = 3.11
 warn_unused_ignores = False

@@ -2,7 +2,7 @@
 
 One exported model folder, one Market-layout folder of crops: match (the real CLI, in a subprocess)
 ranks the query crops against bounding_box_test/, train.evaluate's trial evaluation ranks the same
-queries against the same gallery; both re-rank through runtime.rerank and must give the same order.
+queries against the same gallery; both re-rank through runtime.search.rerank and must give the same order.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 // sampleOnnxMNIST (github.com/NVIDIA/TensorRT samples/sampleOnnxMNIST) and the TensorRT C++ API
 // reference (IBuilder::createNetworkV2, nvonnxparser::IParser::parseFromFile,
 // IBuilderConfig::setMemoryPoolLimit, IOptimizationProfile::setDimensions,
-// IBuilder::buildSerializedNetwork); the version rules are runtime/trt_compat.py's build_plan().
+// IBuilder::buildSerializedNetwork); the version rules are runtime/backends/trt_compat.py's build_plan().
 #include <NvOnnxParser.h>
 
 #include <array>
@@ -43,7 +43,7 @@ struct Plan {
     bool strongly_typed = false;
 };
 
-// runtime.trt_compat.build_plan(v, precision, precision): the export's graph already holds the
+// runtime.backends.trt_compat.build_plan(v, precision, precision): the export's graph already holds the
 // precision (fp16 graph, explicit Q/DQ int8 graph), so it is built strongly typed where TensorRT
 // allows (10.x flag; always from 11), else weakly typed with the flags that let TensorRT use the
 // graph's own precision (explicit batch before 10; INT8 needs FP16 for the layers around Q/DQ).

@@ -1,6 +1,6 @@
 // TensorRT backend (built with IRREID_HAVE_TENSORRT; needs TensorRT >= 8.5 for the named-tensor API).
 // Loads <model>/engines/<modality>.<precision>.engine after checking its sidecar key exactly as
-// runtime/engine.py does (TensorRT version, GPU name, compute capability, precision, ONNX sha256),
+// runtime/backends/engine.py does (TensorRT version, GPU name, compute capability, precision, ONNX sha256),
 // then runs input "images" (N, 3, H, W) float32 raw 0-255 -> output "embeddings" (N, D). The input
 // is preprocessed on the CPU and copied with cudaMemcpyAsync, so this needs the CUDA runtime only,
 // not the CUDA compiler (issue 16 item 8).

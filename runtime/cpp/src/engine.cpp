@@ -18,7 +18,7 @@
 namespace irreid {
 namespace {
 
-constexpr int kEngineFormatVersion = 1;  // runtime.engine.ENGINE_FORMAT_VERSION
+constexpr int kEngineFormatVersion = 1;  // runtime.backends.engine.ENGINE_FORMAT_VERSION
 
 bool file_exists(const std::string& path) {
     struct stat st {};
@@ -122,7 +122,7 @@ std::vector<std::string> key_mismatches(const nlohmann::json& key, const DeviceF
     check("GPU", field("gpu_name"), here.gpu_name);
     check("compute capability", field("compute_capability"), here.compute_capability);
     check("precision", field("precision"), precision);
-    // Facts older sidecars do not record (null or absent) are not compared (runtime/engine.py).
+    // Facts older sidecars do not record (null or absent) are not compared (runtime/backends/engine.py).
     auto recorded = [&](const char* name) { return key.contains(name) && !key[name].is_null(); };
     auto text = [](const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
     if (recorded("sm_count"))
@@ -201,7 +201,7 @@ std::array<int, 3> profile_batches(int max_batch, int opt_batch) {
 
 std::string timing_cache_file(const std::string& engines_dir, const std::string& gpu_name, const std::string& compute_capability,
                               const std::string& trt_version) {
-    // runtime.engine._slug: lowercase, runs of anything but [a-z0-9] become one '-', trimmed.
+    // runtime.backends.engine._slug: lowercase, runs of anything but [a-z0-9] become one '-', trimmed.
     std::string slug;
     for (const char ch : gpu_name) {
         const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));

@@ -16,7 +16,7 @@ namespace {
 constexpr int kIndexFormatVersion = 1;
 constexpr uint64_t kMaxHeaderBytes = uint64_t(1) << 31;
 
-// The header checksum, as runtime/index.py writes it: "header_sha256" is the header's LAST key, and
+// The header checksum, as runtime/gallery/index.py writes it: "header_sha256" is the header's LAST key, and
 // its value is the sha256 of the 16-byte prefix plus the header with those 64 hex digits written as "0".
 const std::string kSumKey = ",\"header_sha256\":\"";
 const size_t kSumTail = kSumKey.size() + 64 + 2;  // the key, 64 hex digits, "}

@@ -99,7 +99,7 @@ TEST_CASE("key_mismatches_as_python") {
 }
 
 TEST_CASE("sidecar_text_is_what_python_writes") {
-    // json.dumps(payload, indent=2, sort_keys=True) + "\n" for the same payload (runtime/engine.py write_engine).
+    // json.dumps(payload, indent=2, sort_keys=True) + "\n" for the same payload (runtime/backends/engine.py write_engine).
     const char* python = R"({
   "build": {
     "build_seconds": 12.5,
@@ -151,7 +151,7 @@ TEST_CASE("sidecar_text_is_what_python_writes") {
 }
 
 TEST_CASE("timing_cache_names_and_profiles_as_python") {
-    // runtime.engine.timing_cache_path(...) printed these.
+    // runtime.backends.engine.timing_cache_path(...) printed these.
     CHECK_EQ(irreid::timing_cache_file("e", "NVIDIA Jetson AGX Orin (64GB)", "8.7", "10.3.0.30"),
              std::string("e/timing-nvidia-jetson-agx-orin-64gb-sm87-trt10.3.0.30.cache"));
     CHECK_EQ(irreid::timing_cache_file("e", "  __", "9.0", "8.5.2.2"), std::string("e/timing-gpu-sm90-trt8.5.2.2.cache"));
@@ -163,7 +163,7 @@ TEST_CASE("timing_cache_names_and_profiles_as_python") {
 }
 
 TEST_CASE("orin_modules_are_told_apart_as_python") {
-    // runtime.engine.l4t_release / memory_gib on the same inputs.
+    // runtime.backends.engine.l4t_release / memory_gib on the same inputs.
     CHECK_EQ(irreid::l4t_release("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64").value_or("?"),
              std::string("36.4.3"));
     CHECK_EQ(irreid::l4t_release("# R35 (release), REVISION: 5.0, GCID: 1").value_or("?"), std::string("35.5.0"));
@@ -205,7 +205,7 @@ TEST_CASE("fp32_region_of_a_weakly_typed_build") {
 }
 
 TEST_CASE("dla_engines_have_their_own_file_core_and_fixed_batch") {
-    // Issue 29 item 5: a DLA build writes <m>.<p>.dla<N>.engine (runtime/engine.py), the native runtime
+    // Issue 29 item 5: a DLA build writes <m>.<p>.dla<N>.engine (runtime/backends/engine.py), the native runtime
     // finds it when no GPU engine is built, sets its core and pads to its fixed batch.
     const std::string dir = model_dir("dla_engine", {"ir.onnx", "ir.fp16.onnx"});
     CHECK_EQ(irreid::engine_file(dir, "ir", "fp16", 1), dir + "/engines/ir.fp16.dla1.engine");

@@ -87,7 +87,7 @@ TEST_CASE("index_header_checksum") {
 
 TEST_CASE("index_for_python") {
     // tests/cpp/test_native_parity.py runs this case with both variables set and reads the index with
-    // runtime/index.py: what the C++ writer makes, the Python reader must accept (and the reverse
+    // runtime/gallery/index.py: what the C++ writer makes, the Python reader must accept (and the reverse
     // direction is every native `match`). Without them (plain ctest) it checks nothing.
     const char* out = std::getenv("IRREID_INDEX_OUT");
     const char* spec_path = std::getenv("IRREID_INDEX_SPEC");

@@ -1,7 +1,7 @@
 // Building a TensorRT engine from an exported model on the device that will run it: the native
 // twin of `irreid-edge build` (runtime/backends/trt_build.py), for devices without the TensorRT
 // Python module (JetPack 5's Python 3.8; issue 16 item 9). Writes the engine and the same sidecar
-// (runtime/engine.py's write_engine), so either runtime loads what the other built.
+// (runtime/backends/engine.py's write_engine), so either runtime loads what the other built.
 #pragma once
 
 #include <array>
@@ -21,10 +21,10 @@ struct BuildOptions {
     bool verbose = false;
 };
 
-// runtime.engine.profile_batches(): (1, opt, max), checked; a static batch N in the graph gives (N, N, N).
+// runtime.backends.engine.profile_batches(): (1, opt, max), checked; a static batch N in the graph gives (N, N, N).
 std::array<int, 3> profile_batches(int max_batch, int opt_batch);
 
-// runtime.engine.timing_cache_path(): one cache per (GPU, compute capability, TensorRT).
+// runtime.backends.engine.timing_cache_path(): one cache per (GPU, compute capability, TensorRT).
 std::string timing_cache_file(const std::string& engines_dir, const std::string& gpu_name, const std::string& compute_capability,
                               const std::string& trt_version);
 
@@ -35,7 +35,7 @@ struct LayerView {
     bool float_outputs = true;                 // every output is a float tensor
 };
 
-// runtime.trt_compat.fp32_layer_indices (issue 16 item 6): in a weakly typed fp16/int8 build
+// runtime.backends.trt_compat.fp32_layer_indices (issue 16 item 6): in a weakly typed fp16/int8 build
 // (TensorRT < 10, JetPack 5's 8.5) TensorRT may run the graph's fp32 region in fp16, where the L2
 // norm's sum of squares overflows; these layers get fp32 precision, kept by OBEY_PRECISION_CONSTRAINTS:
 // every reduction or normalisation, the elementwise math feeding a reduction, everything downstream

@@ -1,4 +1,4 @@
-// TensorRT engine files as runtime/engine.py lays them out, and the choice of precision, without
+// TensorRT engine files as runtime/backends/engine.py lays them out, and the choice of precision, without
 // TensorRT: <model>/engines/<modality>.<precision>.engine beside <...>.engine.json (the sidecar:
 // format_version, key, engine_sha256, built_at, build, spec). The key says where an engine may run
 // (TensorRT version, GPU name, compute capability, precision, ONNX sha256, batch profile).
@@ -20,23 +20,23 @@ struct DeviceFacts {
     std::string gpu_name;            // cudaDeviceProp::name
     std::string compute_capability;  // "8.7"
     // AGX Orin, Orin NX and Orin Nano share name and compute capability (issue 16 item 7): these tell
-    // them apart. Compared only where the engine's key records them, as runtime/engine.py does.
+    // them apart. Compared only where the engine's key records them, as runtime/backends/engine.py does.
     std::optional<int> sm_count;               // cudaDeviceProp::multiProcessorCount
     std::optional<int> total_memory_gib;       // round(totalGlobalMem / 2^30)
     std::optional<std::string> l4t_release;    // "36.4.3" from /etc/nv_tegra_release; none off a Jetson
 };
 
-// runtime.engine.l4t_release(): "# R36 (release), REVISION: 4.3, GCID: ..." -> "36.4.3".
+// runtime.backends.engine.l4t_release(): "# R36 (release), REVISION: 4.3, GCID: ..." -> "36.4.3".
 std::optional<std::string> l4t_release(const std::string& nv_tegra_release_text);
 // This machine's /etc/nv_tegra_release, parsed; nullopt off a Jetson.
 std::optional<std::string> read_l4t_release(const std::string& path = "/etc/nv_tegra_release");
-// runtime.engine.memory_gib(): Python's round() of bytes / 2^30 (half to even).
+// runtime.backends.engine.memory_gib(): Python's round() of bytes / 2^30 (half to even).
 int memory_gib(double total_bytes);
 
 // dla_core >= 0: the engine `irreid-edge build --dla-core N` writes, <modality>.<precision>.dla<N>.engine.
 std::string engine_file(const std::string& model_dir, const std::string& modality, const std::string& precision, int dla_core = -1);
 // The engine to run for (modality, precision): the GPU engine when built, else the first DLA core's
-// (runtime.engine.built_engines' order); the GPU engine's path when none is built.
+// (runtime.backends.engine.built_engines' order); the GPU engine's path when none is built.
 std::string find_engine(const std::string& model_dir, const std::string& modality, const std::string& precision);
 
 // How an engine must run, from its sidecar key: the DLA core it was built for (-1: the GPU) and its
@@ -53,7 +53,7 @@ std::string trt_graph_file(const std::string& model_dir, const std::string& moda
 // `irreid-edge-native build ...` for one encoder: the fix named in every "no engine" message.
 std::string native_build_command(const std::string& model_dir, const std::string& modality, const std::string& precision);
 
-// runtime.engine.key_mismatches(): one phrase per difference; an empty onnx_sha256 skips that check.
+// runtime.backends.engine.key_mismatches(): one phrase per difference; an empty onnx_sha256 skips that check.
 std::vector<std::string> key_mismatches(const nlohmann::json& key, const DeviceFacts& here, const std::string& onnx_sha256,
                                         const std::string& precision);
 
@@ -80,7 +80,7 @@ PrecisionChoice choose_build_precision(const std::string& model_dir, const std::
 // "auto" or one of kPrecisions, else an Error listing the valid values.
 void check_precision_option(const std::string& value);
 
-// The sidecar runtime.engine.write_engine() writes, as text: json.dumps(payload, indent=2, sort_keys=True) + "\n".
+// The sidecar runtime.backends.engine.write_engine() writes, as text: json.dumps(payload, indent=2, sort_keys=True) + "\n".
 std::string sidecar_text(const nlohmann::json& key, const std::string& engine_sha256, const std::string& built_at,
                          const nlohmann::json& build, const nlohmann::json& spec);
 

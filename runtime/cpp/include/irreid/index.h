@@ -1,4 +1,4 @@
-// The gallery index file written by runtime/index.py (little-endian):
+// The gallery index file written by runtime/gallery/index.py (little-endian):
 //   bytes 0-7   magic "IRREIDX1"
 //   bytes 8-15  uint64 header_len L
 //   L bytes     UTF-8 JSON header: format_version (1), spec, spec_fingerprint, count, dim, dtype
@@ -49,7 +49,7 @@ std::string default_index_path(const std::string& gallery_dir);
 // pass over the rows).
 GalleryIndex read_index(const std::string& path, bool verify_data = true);
 
-// Writes an index in the same format, header checksum included, so runtime/index.py reads it (the
+// Writes an index in the same format, header checksum included, so runtime/gallery/index.py reads it (the
 // tests and the benchmark use it to make galleries).
 void write_index(const std::string& path, const ModelSpec& spec, const std::string& gallery_root,
                  const std::vector<IndexEntry>& entries, const std::vector<uint16_t>& data, int64_t dim);

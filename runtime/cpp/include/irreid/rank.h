@@ -1,5 +1,5 @@
 // Ranking: distance = 1 - cosine on L2-normalised float32 vectors (float16 rows converted first);
-// top-k by partial sort, ties broken by the lower row index (the same rule as runtime/rank.py:
+// top-k by partial sort, ties broken by the lower row index (the same rule as runtime/search/rank.py:
 // a stable sort on (distance, row)).
 #pragma once
 

@@ -4,7 +4,7 @@ runtime/ depends on numpy + onnxruntime only; `onnx` is a build-time (export) de
 Runtime needs nothing but the serialised ModelProto, and the few messages a one-node graph uses
 are plain protobuf (field numbers from onnx/onnx.proto3). The large initializer is not copied
 through Python bytes objects: ``model_bytes`` returns the buffer and the byte offset of that
-tensor's ``raw_data``, so the caller writes it in place (see runtime/search_int8.py).
+tensor's ``raw_data``, so the caller writes it in place (see runtime/search/int8.py).
 """
 
 from __future__ import annotations

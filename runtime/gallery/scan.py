@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .preprocess import IMAGE_SUFFIXES
+from ..preprocess import IMAGE_SUFFIXES
 
 __all__ = ["INDEX_DIRNAME", "GalleryFile", "ScanResult", "scan_gallery"]
 

@@ -1,7 +1,7 @@
-"""The local gallery store: the index file (runtime/index.py) held in memory, as a ``GalleryStore``.
+"""The local gallery store: the index file (runtime/gallery/index.py) held in memory, as a ``GalleryStore``.
 
 - Ranking is ``irreid-edge match``'s: rows are the index's float16 rows re-normalised in float32
-  (``GalleryIndex.as_float32``), distance = 1 - cosine from ``runtime.rank.topk``, rounded to 6
+  (``GalleryIndex.as_float32``), distance = 1 - cosine from ``runtime.search.rank.topk``, rounded to 6
   decimals as ``match --json`` prints it. In memory the rows are ordered by (entry id, path), so
   ``topk``'s tie rule (lower row first) breaks ties by entry id (base.py); two files with the same
   content share an id and stay in path order, as in ``match``.
@@ -29,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from ..choices import SEARCH_BACKENDS
-from ..fileio import atomic_write_text, read_json
+from ...base.choices import SEARCH_BACKENDS
+from ...base.fileio import atomic_write_text, read_json
+from ...search.rank import topk
+from ...spec import ModelSpec
 from ..index import (
     GalleryIndex,
     IndexEntry,
@@ -40,8 +42,6 @@ from ..index import (
     read_index,
     write_index,
 )
-from ..rank import topk
-from ..spec import ModelSpec
 from .base import Entry, Filters, Hit, check_entry, check_time
 
 __all__ = ["LocalStore", "meta_path"]
@@ -150,7 +150,7 @@ class LocalStore:
         entries = [_entry(rows[i], meta.get(rows[i].sha256, {}), modality) for i in order]
         searcher = None
         if self.search_backend == "int8" and rows:
-            from ..search_int8 import Int8Searcher
+            from ...search.int8 import Int8Searcher
 
             searcher = Int8Searcher(unit, self.threads)
         by_id: dict[str, int] = {}

@@ -24,8 +24,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .fileio import NotRegularFileError, file_sha256
-from .gallery import GalleryFile, ScanResult, scan_gallery
+from ..base.fileio import NotRegularFileError, file_sha256
+from ..base.progress import Progress
+from ..preprocess import ImageDecodeError, preprocess_path
+from ..spec import ModelSpec
 from .index import (
     GalleryIndex,
     IndexEntry,
@@ -35,9 +37,7 @@ from .index import (
     read_index,
     write_index,
 )
-from .preprocess import ImageDecodeError, preprocess_path
-from .progress import Progress
-from .spec import ModelSpec
+from .scan import GalleryFile, ScanResult, scan_gallery
 
 __all__ = ["Prepared", "UpdateStats", "bounded_map", "check_gallery", "check_index", "check_spec", "embed_items",
            "non_finite_message", "partial_path", "prepare_file", "update_index"]
@@ -280,7 +280,7 @@ def update_index(gallery: str | Path, index_path: str | Path, encoder: Any, *, r
 
 
 def _suffixes() -> set[str]:
-    from .preprocess import IMAGE_SUFFIXES
+    from ..preprocess import IMAGE_SUFFIXES
 
     return set(IMAGE_SUFFIXES)
 

@@ -27,10 +27,10 @@ AVX-VNNI, AVX-512-VNNI), and the float32 rounding after MatMulInteger may differ
 the CANDIDATE SET may differ by CPU; the bound holds for each, so every row that can be in the
 top-k, ties at the k-th place included, is a candidate on every CPU. What the result is made of
 does not depend on the CPU: ``exact_scores`` sums every row in one fixed order (not BLAS, whose
-order depends on the row's place in the block), and runtime.topk.topk_from_distances breaks ties
+order depends on the row's place in the block), and runtime.search.topk.topk_from_distances breaks ties
 by gallery index even where argpartition would not. Distances are float32(1 - score).
 
-Versus runtime.rank's numpy path, which scores in float32 BLAS: the same rows and order wherever
+Versus runtime.search.rank's numpy path, which scores in float32 BLAS: the same rows and order wherever
 scores differ by more than float32 rounding; distances agree to float32 rounding (these are the
 correctly summed ones). Memory: one int8 copy of the gallery, held (prepacked) by ONNX Runtime;
 building it (quantise, transpose, prepack) peaks at a few int8 copies (the model bytes are copied
@@ -47,10 +47,10 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_bytes import DTYPES, attr_int, attr_ints, model_bytes, node, tensor, value_info
+from ..base.onnx_bytes import DTYPES, attr_int, attr_ints, model_bytes, node, tensor, value_info
 from .topk import topk_from_distances
 
-__all__ = ["Int8Searcher", "exact_scores"]
+__all__ = ["CODE_ZERO_POINT", "Int8Searcher", "exact_scores", "quantise_rows"]
 
 _EPS32 = float(np.finfo(np.float32).eps)
 _ZP = 64  # activation zero point: uint8 = value + 64 stays in [1, 127]
@@ -111,6 +111,34 @@ def _row_quantise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     rn = np.sqrt(np.einsum("ij,ij->i", resid, resid).astype(np.float64)) * infl + 1e-17
     xn = np.sqrt(np.einsum("ij,ij->i", x32, x32).astype(np.float64)) * infl + 1e-17
     return q.astype(np.int8), scale, rn, xn
+
+
+CODE_ZERO_POINT = 128  # stored codes are int8 code + 128 (uint8), read by MatMulInteger with this zero point
+
+
+def quantise_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(n, D) gallery rows (float16/float32) -> what an index stores for the int8 search (issue 27):
+    codes (n, D) uint8 = int8 code + 128, scale (n,) float32, rnorm (n,) float32 (an upper bound of
+    ||x_i - scale_i * (codes_i - 128)||, rounded up), xnorm (n,) float32 (an upper bound of ||x_i||).
+
+    Deterministic (the writers of Python and C++ must give the same codes and scales for the same
+    float16 rows); the norms are bounds, so another summation order may give other, equally valid
+    values. Done in blocks of _BUILD_ROWS rows (bounded temporaries).
+    """
+    x = np.asarray(rows)
+    if x.ndim != 2:
+        raise ValueError(f"rows must be (n, D), got shape {x.shape}")
+    n, d = x.shape
+    codes = np.empty((n, d), np.uint8)
+    scale = np.empty(n, np.float32)
+    rnorm = np.empty(n, np.float32)
+    xnorm = np.empty(n, np.float32)
+    for s in range(0, n, _BUILD_ROWS):
+        e = min(s + _BUILD_ROWS, n)
+        q, scale[s:e], rn, xn = _row_quantise(x[s:e])
+        np.add(q.view(np.uint8), np.uint8(CODE_ZERO_POINT), out=codes[s:e])  # two's complement + 128, wrapping
+        rnorm[s:e], xnorm[s:e] = _up(rn), _up(xn)
+    return codes, scale, rnorm, xnorm
 
 
 def _row_quantise64(x32: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

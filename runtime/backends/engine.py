@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .fileio import atomic_write_bytes, atomic_write_text, file_sha256, read_json
-from .spec import ModelSpec, SpecError
+from ..base.fileio import atomic_write_bytes, atomic_write_text, file_sha256, read_json
+from ..spec import ModelSpec, SpecError
 
 __all__ = [
     "DEFAULT_MAX_BATCH",

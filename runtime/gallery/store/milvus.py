@@ -3,13 +3,13 @@ this process, data in PATH.db) or a Milvus standalone / cluster shared by a flee
 
 One collection per model: ``<name>_<first 16 hex of the spec fingerprint>``, whose properties hold
 the full fingerprint and the spec JSON, so a collection is never searched with another model's
-embeddings (the same rule as the local index file, runtime/indexer.py ``check_spec``).
+embeddings (the same rule as the local index file, runtime/gallery/indexer.py ``check_spec``).
 
 Schema: ``id`` (the sha256 of the image bytes, primary key), ``vec`` (FLOAT_VECTOR, metric IP),
 ``path``, ``camera``, ``ts`` (DOUBLE, nullable), ``modality``, ``device``.
 
 Vectors are stored as the local index holds them: L2-normalised, rounded to float16, re-normalised in
-float32 (runtime/index.py ``_unit_f16`` / ``as_float32``), so both stores rank the same vectors.
+float32 (runtime/gallery/index.py ``_unit_f16`` / ``as_float32``), so both stores rank the same vectors.
 Searches fetch a few more candidates than asked, re-score them exactly in float64 from the stored
 vectors and sort by (distance, id): results do not depend on the engine's summation order or on its
 order among equal scores, and an ANN index (HNSW, IVF_FLAT) changes only which candidates come back.
@@ -37,7 +37,7 @@ from .address import StoreError, StoreURI
 from .base import MAX_LABEL_BYTES, MAX_PATH_BYTES, Entry, Filters, Hit, check_entry, check_label
 
 if TYPE_CHECKING:
-    from ..spec import ModelSpec
+    from ...spec import ModelSpec
 
 __all__ = ["MilvusStore", "filter_expression", "literal", "stored_rows"]
 
@@ -129,7 +129,7 @@ def _spec_line(spec_json: str | None, fp: str) -> str:
 
 
 class MilvusStore:
-    """The gallery of one model in one Milvus collection. Open with ``runtime.store.open_store``."""
+    """The gallery of one model in one Milvus collection. Open with ``runtime.gallery.store.open_store``."""
 
     def __init__(self, client: Any, uri: StoreURI, spec: ModelSpec, collection: str, index: str) -> None:
         self.client, self.uri, self.spec, self.collection, self.index = client, uri, spec, collection, index

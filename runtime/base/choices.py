@@ -35,5 +35,5 @@ INFERENCE_BACKENDS = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda", "o
 #: what --backend accepts: "onnxruntime" = the best ONNX Runtime provider present
 INFERENCE_BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", *INFERENCE_BACKENDS[1:])
 
-#: exact nearest-neighbour search over a gallery (runtime.rank)
+#: exact nearest-neighbour search over a gallery (runtime.search.rank)
 SEARCH_BACKENDS = ("auto", "numpy", "faiss", "int8")

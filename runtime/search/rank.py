@@ -1,4 +1,4 @@
-"""Ranking: exact top-k by cosine on L2-normalised embeddings, optional FAISS (re-ranking: runtime.rerank).
+"""Ranking: exact top-k by cosine on L2-normalised embeddings, optional FAISS (re-ranking: runtime.search.rerank).
 
 distance = 1 - cosine (shared/DESIGN.md "Embedding layout"). Exact search is a float32 matrix
 product followed by a partial sort (argpartition, then a sort of the k survivors only). numpy's
@@ -7,7 +7,7 @@ float16 matmul is far slower than float32, so a float16 gallery is ranked throug
 FAISS (``pip install faiss-cpu``, extra ``search``) is an optional backend, run only when asked
 (``"faiss"``): numpy's float32 product was faster than ``faiss.IndexFlatIP`` for one-shot queries.
 
-``backend="int8"`` is runtime/search_int8.py's exact searcher: an int8 first pass through ONNX
+``backend="int8"`` is runtime/search/int8.py's exact searcher: an int8 first pass through ONNX
 Runtime's MatMulInteger bounds every row's score, and the few rows that can be in the top-k are
 re-scored in float64, so the result is exact. Its build (quantise + prepack) costs more than it
 saves in one call unless the call brings many queries, so it pays off only when reused: it is
@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .choices import SEARCH_BACKENDS
+from ..base.choices import SEARCH_BACKENDS
 from .topk import topk_from_distances
 
 if TYPE_CHECKING:
-    from .search_int8 import Int8Searcher
+    from .int8 import Int8Searcher
 
 __all__ = ["SEARCH_BACKENDS", "clear_int8_cache", "int8_searcher", "topk", "topk_from_distances"]
 
@@ -90,7 +90,7 @@ def int8_searcher(gallery: np.ndarray, threads: int | None = None) -> Int8Search
 
     A writable array gets a fresh searcher each call (in-place edits would make a cached one wrong).
     """
-    from .search_int8 import Int8Searcher
+    from .int8 import Int8Searcher
 
     found = _cached_int8(gallery)
     if found is not None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .address import INDEX_KINDS, TOKEN_ENV, StoreError, StoreURI, is_store_uri, parse_store_uri
 
 if TYPE_CHECKING:
-    from ..spec import ModelSpec
+    from ...spec import ModelSpec
     from .base import GalleryStore
 
 __all__ = ["INDEX_KINDS", "TOKEN_ENV", "StoreError", "StoreURI", "is_store_uri", "open_store", "parse_store_uri"]

@@ -35,7 +35,7 @@ times are coarse) as the check that left the marker. The cost
 per open is in docs/getting-started.md, "A damaged index, huge images, odd files" (bench/index_open_bench.py).
 
 Rank in float32 (numpy float16 matmul is much slower). Readers never take a lock: writers replace
-the file atomically (runtime.fileio.atomic_write) under an exclusive ``flock`` on
+the file atomically (runtime.base.fileio.atomic_write) under an exclusive ``flock`` on
 ``<index>.lock``, so a reader sees the old index or the new one, never a torn one.
 The C++ runtime (runtime/cpp) reads and writes the same format, header checksum included.
 """
@@ -56,9 +56,15 @@ from typing import Any
 
 import numpy as np
 
-from .fileio import NotRegularFileError, atomic_write, explain_full_disk, open_regular, remove_stale_temps
-from .gallery import INDEX_DIRNAME
-from .spec import ModelSpec, SpecError
+from ..base.fileio import (
+    NotRegularFileError,
+    atomic_write,
+    explain_full_disk,
+    open_regular,
+    remove_stale_temps,
+)
+from ..spec import ModelSpec, SpecError
+from .scan import INDEX_DIRNAME
 
 __all__ = [
     "ALIGN",
@@ -327,7 +333,7 @@ def _unit_f16(embeddings: np.ndarray) -> np.ndarray:
 def build_header(spec: ModelSpec, entries: list[IndexEntry], data: np.ndarray,
                  gallery_root: str | os.PathLike[str]) -> tuple[bytes, int]:
     """(header JSON bytes with its checksum, data_offset) for ``data`` (N, D) float16."""
-    from . import __version__
+    from .. import __version__
 
     header: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "spec": spec.to_dict(), "spec_fingerprint": spec.fingerprint(),
@@ -349,7 +355,7 @@ def build_header(spec: ModelSpec, entries: list[IndexEntry], data: np.ndarray,
 
 def write_index(path: str | os.PathLike[str], spec: ModelSpec, entries: list[IndexEntry],
                 embeddings: np.ndarray, gallery_root: str | os.PathLike[str]) -> Path:
-    """Write atomically (runtime.fileio.atomic_write). On any failure the previous file is untouched.
+    """Write atomically (runtime.base.fileio.atomic_write). On any failure the previous file is untouched.
 
     Call under ``index_lock`` when other writers may run. ``embeddings`` (N, D) any float dtype;
     rows are L2-normalised in float32, then cast to float16. Leaves the verified-once marker.

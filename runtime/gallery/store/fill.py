@@ -117,9 +117,9 @@ def read_meta_csv(path: str | Path) -> dict[str, Meta]:
 
 
 def _hash_all(files: list[Any], workers: int, quiet: bool, skipped: list[tuple[str, str]]) -> list[tuple[Any, str]]:
+    from ...base.progress import Progress
+    from ...spec import file_sha256
     from ..indexer import bounded_map
-    from ..progress import Progress
-    from ..spec import file_sha256
 
     def one(f: Any) -> tuple[Any, str | None, str | None]:
         try:
@@ -143,9 +143,9 @@ def fill_store(gallery: str | Path, store: GalleryStore, encoder: Any, *, modali
                batch: int = 32, workers: int = 4, quiet: bool = False, flush_rows: int = 512,
                say: Callable[[str], None] | None = None) -> FillStats:
     """Add the gallery's images that the store does not hold yet. Returns counts."""
-    from ..gallery import scan_gallery
+    from ...base.progress import Progress
     from ..indexer import bounded_map, embed_items, prepare_file
-    from ..progress import Progress
+    from ..scan import scan_gallery
 
     t0 = time.perf_counter()
     check_label(camera, "--camera")

@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import fsync_dir, pid_alive
-from ..gallery import INDEX_DIRNAME, scan_gallery
+from ...base.fileio import fsync_dir, pid_alive
+from ...spec import atomic_write_bytes
 from ..index import default_index_path
-from ..spec import atomic_write_bytes
+from ..scan import INDEX_DIRNAME, scan_gallery
 from .base import Entry, Filters, GalleryStore, Hit, check_entry
 from .local import LocalStore
 
@@ -45,7 +45,7 @@ __all__ = ["ADDED_DIR", "DELETED_DIR", "Gallery", "PendingAdd", "WriteResult", "
 ADDED_DIR = "added"
 DELETED_DIR = f"{INDEX_DIRNAME}/deleted"
 _SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp", "PPM": ".ppm"}
-_TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")  # runtime.fileio.temp_name: .<name>.<pid>.<hex>.tmp
+_TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")  # runtime.base.fileio.temp_name: .<name>.<pid>.<hex>.tmp
 
 
 @dataclass(frozen=True)
@@ -313,8 +313,8 @@ def _encoded(image: Any, channel_order: str) -> tuple[bytes, str]:
     hash is the entry id), anything else is saved as PNG. Undecodable input raises before any write."""
     from PIL import Image
 
-    from ..images import decode_bytes, to_pil
-    from ..preprocess import IMAGE_SUFFIXES
+    from ...images import decode_bytes, to_pil
+    from ...preprocess import IMAGE_SUFFIXES
 
     if isinstance(image, (bytes, bytearray, memoryview)):
         data = bytes(image)

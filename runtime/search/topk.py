@@ -1,6 +1,6 @@
 """The one top-k selection every search backend ends with: ascending distance, ties by gallery index.
 
-Its own module so that runtime.rank and runtime.search_int8 share it without importing each other
+Its own module so that runtime.search.rank and runtime.search.int8 share it without importing each other
 (issue 19 item 9).
 """
 
