@@ -34,7 +34,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from runtime.fileio import atomic_write, explain_full_disk
+from runtime.base.fileio import atomic_write, explain_full_disk
 from runtime.preprocess import ImageDecodeError, decode_image
 
 from .data.records import DataLayoutError, list_images, require_dir

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from runtime.fileio import atomic_write_bytes
+from runtime.base.fileio import atomic_write_bytes
 
 __all__ = ["MetricsLog", "plot_curves", "summary_table"]
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.choices import INFERENCE_BACKEND_CHOICES, PRECISIONS
+from runtime.base.choices import INFERENCE_BACKEND_CHOICES, PRECISIONS
 from runtime.spec import atomic_write_text
 
 from ..data.llvip_views import view_direction

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from runtime.choices import MODALITIES
+from runtime.base.choices import MODALITIES
 from runtime.preprocess import decode_image, preprocess_image, to_rgb
 from runtime.spec import ModelSpec
 

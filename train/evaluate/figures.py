@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.choices import MODALITIES
+from runtime.base.choices import MODALITIES
 
 from .drawing import activation_png, correlation_png, stripes_png
 

@@ -18,7 +18,7 @@
   thermal crops are never changed, visible queries (v2t) and visible galleries (t2v) get the view.
 
 Variants (separate rows, never silently on): ``plain``; ``flip`` (flip-at-test); ``rerank``
-(k-reciprocal re-ranking of the plain features, runtime.rerank: the same as ``match --rerank``);
+(k-reciprocal re-ranking of the plain features, runtime.search.rerank: the same as ``match --rerank``);
 ``flip+rerank``.
 """
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from runtime.rerank import k_reciprocal_rerank
+from runtime.search.rerank import k_reciprocal_rerank
 
 from ..data.records import Record
 from .features import FeatureCache

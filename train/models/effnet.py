@@ -47,7 +47,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from runtime.fileio import file_sha256
+from runtime.base.fileio import file_sha256
 
 from .backbone import OFFLINE_ENV, PretrainedWeightsError, load_weights_file, strip_prefix
 from .head import IMAGENET_MEAN, IMAGENET_STD
