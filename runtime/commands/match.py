@@ -7,7 +7,13 @@ JSON output (``--json``), one object on stdout::
      "index_stats": {"images", "added", "updated", "removed", "kept", "resumed", "skipped", "embedded", ...},
      "probes": [{"probe": path, "modality": "ir"|"rgb",
                  "results": [{"rank": 1, "distance": float, "path": gallery-relative path}, ...]}],
-     "skipped": [{"path": str, "reason": str}]}
+     "skipped": [{"path": str, "reason": str}],
+     "timings_ms": {"scan", "model", "open", "embed", "search", "total"}}
+
+"timings_ms": where the run's time went, in ms, measured in-process (the interpreter's start-up is
+before "total" begins): "scan" of the gallery folder (0 with --no-refresh), "model" load of the
+gallery encoder, "open" of the index (with a refresh, the embedding of new images too), "embed" of
+the probes (their encoder's load included), "search".
 
 With ``--store URI`` (docs/fleet.md) the gallery is a Milvus store: "store" and "collection" replace
 "index" and "index_stats", "filters" echoes --camera/--device/--since/--until, and each result also has
@@ -48,9 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="drop results whose distance (1 - cosine) is above D")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (Zhong et al. 2017)")
     p.add_argument("--search", choices=SEARCH_BACKENDS, default="auto",
-                   help="exact search backend (faiss needs faiss-cpu; int8 = ONNX Runtime int8 pass + exact "
-                        "re-rank: faster per query but slow to build, so it pays off for "
-                        "many probes; auto = numpy, as one run builds nothing it could reuse)")
+                   help="exact search backend: auto/int8 = the int8 codes the index stores (ONNX Runtime "
+                        "int8 pass + exact re-rank, nothing to build); numpy (float32 chunks) or faiss "
+                        "score the float16 rows; all give the same top-k")
     p.add_argument("--no-refresh", action="store_true",
                    help="use the index as it is, without checking the gallery for changes")
     add_model_arguments(p)
@@ -136,23 +142,24 @@ def _open_index(args: argparse.Namespace, encoders: Any, modality: str, say: Any
 
 
 def _rank(args: argparse.Namespace, idx: Any, probes: list[tuple[Path, str, np.ndarray]]) -> list[dict[str, Any]]:
-    from ..search.rank import topk
+    from ..search.rank import search_index
     from ..search.rerank import rerank_topk
 
     q = np.stack([e for _, _, e in probes])  # (Q, D)
-    gallery = idx.as_float32()
+    gallery = None
     if args.rerank:
+        gallery = idx.as_float32()  # k-reciprocal re-ranking needs the whole gallery in memory
         ids, dists = rerank_topk(q, gallery, args.top_k)
-    else:
-        ids, dists = topk(q, gallery, args.top_k, backend=args.search)
+    else:  # auto: the int8 codes the index stores (exact, nothing to build), issue 27
+        ids, dists = search_index(idx, q, args.top_k, backend=args.search)
     out = []
     for qi, (path, mod, emb) in enumerate(probes):
         results = []
         for r, (gi, d) in enumerate(zip(ids[qi], dists[qi]), start=1):
-            cos_d = float(np.clip(1.0 - gallery[gi] @ emb, 0.0, 2.0))
+            cos_d = float(np.clip(1.0 - gallery[gi] @ emb, 0.0, 2.0)) if gallery is not None else float(d)
             if args.threshold is not None and cos_d > args.threshold:
                 continue
-            item = {"rank": r, "distance": round(float(max(d, 0.0)), 6), "path": idx.entries[gi].path}
+            item = {"rank": r, "distance": round(float(max(d, 0.0)), 6), "path": idx.entries[int(gi)].path}
             if args.rerank:
                 item["cosine_distance"] = round(cos_d, 6)
             results.append(item)
@@ -210,19 +217,35 @@ def run(args: argparse.Namespace) -> int:
     for path, reason in skipped:
         note(skip_line(path, reason))  # a probe folder's scan reasons do not name the file (issue 17 item 10)
     encoders = Encoders(model_path(args), args, verbose=not args.quiet)
-    scan = scan_gallery(args.gallery, args.follow_links)
-    g_mod = gallery_modality(args.gallery_modality, [f.path for f in scan.files])
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    # --no-refresh trusts the index: no scan of the gallery (a million files), unless the gallery's
+    # modality must be guessed from its files
+    scan = None if args.no_refresh and args.gallery_modality != "auto" else scan_gallery(args.gallery, args.follow_links)
+    g_mod = gallery_modality(args.gallery_modality, [f.path for f in scan.files]) if scan else args.gallery_modality
+    timings["scan"] = time.perf_counter() - t
+    t = time.perf_counter()
+    encoders.get(g_mod)
+    timings["model"] = time.perf_counter() - t
+    t = time.perf_counter()
     idx, stats = _open_index(args, encoders, g_mod, note, scan)
-    report_skipped(scan.skipped, args.quiet)
-    skipped += [s for s in stats.skipped_files if s not in scan.skipped] + scan.skipped
+    timings["open"] = time.perf_counter() - t  # with a refresh: the embedding of new gallery images too
+    scan_skips = scan.skipped if scan else []
+    report_skipped(scan_skips, args.quiet)
+    skipped += [s for s in stats.skipped_files if s not in scan_skips] + scan_skips
     n_before = len(skipped)
+    t = time.perf_counter()
     embedded = _embed_probes(probes, args.probe_modality, encoders, skipped)
+    timings["embed"] = time.perf_counter() - t  # the probe model's load included
     for path, reason in skipped[n_before:]:
         note(skip_line(path, reason))
     if not embedded:
         why = first_skip(skipped[:n_probe_skips] + skipped[n_before:]) or "none given"
         raise UserError(f"no usable probe among {' '.join(args.probe)} ({why}); pass image files")
+    t = time.perf_counter()
     ranked = _rank(args, idx, embedded)
+    timings["search"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
     if args.show:
         from ..show import render_rank_list
 
@@ -234,7 +257,8 @@ def run(args: argparse.Namespace) -> int:
                "index": str(idx.path), "gallery_modality": g_mod, "rerank": args.rerank, "top_k": args.top_k,
                "threshold": args.threshold,
                "index_stats": {k: v for k, v in stats.to_dict().items() if k != "skipped_files"},
-               "probes": ranked, "skipped": [{"path": p, "reason": r} for p, r in skipped]}
+               "probes": ranked, "skipped": [{"path": p, "reason": r} for p, r in skipped],
+               "timings_ms": {k: round(v * 1000, 2) for k, v in timings.items()}}
         print(json.dumps(out, indent=2, allow_nan=False))
     else:
         _print_table(ranked, args.gallery, enc)

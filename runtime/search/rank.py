@@ -21,7 +21,7 @@ are in docs/getting-started.md, "Search backends for large galleries".
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from .topk import topk_from_distances
 if TYPE_CHECKING:
     from .int8 import Int8Searcher
 
-__all__ = ["SEARCH_BACKENDS", "clear_int8_cache", "int8_searcher", "topk", "topk_from_distances"]
+__all__ = ["SEARCH_BACKENDS", "clear_int8_cache", "int8_searcher", "search_index", "topk", "topk_from_distances"]
 
 _int8_cache: list[Int8Searcher] = []  # at most one: it holds an int8 copy of a gallery
 
@@ -79,6 +79,34 @@ def topk(queries: np.ndarray, gallery: np.ndarray, k: int, backend: str = "auto"
     if backend == "int8" or (backend == "auto" and _cached_int8(gallery) is not None):
         return int8_searcher(gallery).search(q, k)
     return _numpy_topk(q, gallery, k, chunk_rows)
+
+
+def search_index(index: Any, queries: np.ndarray, k: int, backend: str = "auto",
+                 keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k over the live rows of a gallery index (runtime.gallery.index.GalleryIndex, or
+    anything with ``segments`` and ``embeddings``) -> (logical row indices, distances), each (Q, k').
+
+    ``auto`` and ``int8`` search the int8 codes the index stores (runtime.search.codes: nothing to
+    build, exact); ``numpy`` and ``faiss`` score the float16 rows as stored (numpy in float32
+    chunks). ``keep``: optional bool mask over the live rows (filters); rows outside it are never
+    returned. Every backend scores the same stored rows, so all return the same rows.
+    """
+    if backend not in SEARCH_BACKENDS:
+        raise ValueError(f"search backend {backend!r} is invalid; valid values: {', '.join(SEARCH_BACKENDS)}")
+    segments = getattr(index, "segments", None)
+    if backend in ("auto", "int8") and segments and all(getattr(s, "codes", None) is not None for s in segments):
+        from .codes import search_codes
+
+        return search_codes(segments, queries, k, keep=keep)
+    gallery = index.embeddings
+    if keep is None:
+        return topk(queries, gallery, k, backend="numpy" if backend == "auto" else backend)
+    rows = np.flatnonzero(np.asarray(keep, bool))
+    q = np.atleast_2d(np.asarray(queries, np.float32))
+    if rows.size == 0:
+        return np.zeros((q.shape[0], 0), np.int64), np.zeros((q.shape[0], 0), np.float32)
+    sub, dists = topk(q, gallery[rows], k, backend="numpy" if backend in ("auto", "int8") else backend)
+    return rows[sub], dists
 
 
 def _cached_int8(gallery: np.ndarray) -> Int8Searcher | None:
