@@ -141,7 +141,7 @@ def test_search_index_gives_every_backend_the_same_rows() -> None:
     for mask in (None, keep):
         ref_i, _ = _oracle(q, live, 10, mask)
         for backend in ("auto", "int8", "numpy"):
-            got_i, got_d = search_index(index, q, 10, backend=backend, keep=mask)
+            got_i, _ = search_index(index, q, 10, backend=backend, keep=mask)
             np.testing.assert_array_equal(got_i, ref_i, err_msg=backend)
     no_codes = SimpleNamespace(segments=None, embeddings=live)  # e.g. an index without codes: numpy
     np.testing.assert_array_equal(search_index(no_codes, q, 10)[0], topk(q, live, 10, backend="numpy")[0])
