@@ -58,29 +58,27 @@ print(json.dumps({"import_ms": 1000 * (t1 - t0), "add_ms": 1000 * (t2 - t1), "co
 """
 
 
+# A small launcher forks and execs each measured command: the peak RSS that wait4 reports for a
+# child includes its image before exec, and a fork of this (large) bench process would count it.
+_LAUNCH = ("import os, sys\n"
+           "pid = os.fork()\n"
+           "if pid == 0:\n"
+           "    os.execv(sys.argv[1], sys.argv[1:])\n"
+           "_, status, usage = os.wait4(pid, 0)\n"
+           "sys.stderr.write(f'\\nPEAK-RSS-KB {usage.ru_maxrss}\\n')\n"
+           "sys.exit(os.waitstatus_to_exitcode(status))\n")
+
+
 def _popen_rss(cmd: list[str]) -> tuple[float, float, str]:
-    """(wall s, the child's own peak RSS MB from wait4, stdout) of one fresh process."""
+    """(wall s, the command's own peak RSS in MB, its stdout): one fresh process, via _LAUNCH."""
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
-    chunks: list[bytes] = []
-    errs: list[bytes] = []
-    import threading
-
-    def pump(src, dst) -> None:
-        dst.append(src.read())
-
-    threads = [threading.Thread(target=pump, args=(proc.stdout, chunks)),
-               threading.Thread(target=pump, args=(proc.stderr, errs))]
-    for th in threads:
-        th.start()
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-S", "-c", _LAUNCH, *cmd], capture_output=True, cwd=REPO)
     wall = time.perf_counter() - t
-    for th in threads:
-        th.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.decode()
     if proc.returncode:
-        sys.exit(f"{' '.join(cmd[:6])} ... failed ({proc.returncode}):\n{b''.join(errs).decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, b"".join(chunks).decode()
+        sys.exit(f"{' '.join(cmd[:6])} ... failed ({proc.returncode}):\n{err[-2000:]}")
+    peak_kb = int(err.rsplit("PEAK-RSS-KB ", 1)[1].split()[0])
+    return wall, peak_kb / 1024, proc.stdout.decode()
 
 
 def _build(work: Path, rows: int, dim: int, seed: int, fresh: bool) -> tuple[Path, Path, Path]:
