@@ -599,7 +599,7 @@ def _full_check(sp: Path, mm: np.ndarray, secs: dict[str, dict[str, Any]], cols:
         off, nb = int(rec["offset"]), int(rec["nbytes"])
         h = hashlib.sha256()
         for s in range(off, off + nb, 1 << 26):
-            h.update(memoryview(mm[s:min(s + (1 << 26), off + nb)]))
+            h.update(mm[s:min(s + (1 << 26), off + nb)].data)
         if h.hexdigest() != rec["sha256"]:
             what = "embedding" if name == "rows" else name
             raise _corrupt(sp, f"{what} checksum mismatch", gallery)

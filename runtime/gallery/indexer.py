@@ -4,10 +4,12 @@ Incremental rules (shared/DESIGN.md "Gallery index"):
 - an entry whose (size, mtime_ns) are unchanged is kept without re-hashing;
 - a changed size/mtime is re-hashed; re-embedded only if the content hash changed;
 - files gone from the folder are dropped; new files are embedded.
-Resumable: every ``checkpoint_seconds`` (and on Ctrl-C) the rows embedded so far are written
-atomically to ``<index>.partial`` (same format); the next run reuses them for files whose
-(path, size, mtime_ns) still match. The index itself is replaced only at the very end, so an
-interrupted run or a full disk leaves the previous index valid.
+Append-only (index format 2, issue 27): new and changed files are committed as appended segments
+(a changed path is tombstoned in the same commit), files gone from the folder as tombstones; the
+index is never rewritten whole (``--rebuild`` writes a fresh one). Resumable: every
+``checkpoint_seconds`` (and on Ctrl-C) the rows embedded so far are committed, durably; an
+interrupted run keeps every committed row and the next run embeds only what is still missing.
+A commit that fails (a full disk) leaves the index as the previous commit left it.
 """
 
 from __future__ import annotations
@@ -32,15 +34,17 @@ from .index import (
     GalleryIndex,
     IndexEntry,
     IndexFileError,
+    append_rows,
     default_index_path,
     index_lock,
     read_index,
+    remove_rows,
     write_index,
 )
 from .scan import GalleryFile, ScanResult, scan_gallery
 
 __all__ = ["Prepared", "UpdateStats", "bounded_map", "check_gallery", "check_index", "check_spec", "embed_items",
-           "non_finite_message", "partial_path", "prepare_file", "update_index"]
+           "non_finite_message", "prepare_file", "update_index"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -81,10 +85,6 @@ class Prepared:
     pixels: np.ndarray | None = None  # (3, H, W) float32 raw 0-255, None when not decoded
     error: str | None = None
     unchanged: bool = False  # content hash equals the known one: no need to embed
-
-
-def partial_path(index_path: str | Path) -> Path:
-    return Path(f"{index_path}.partial")
 
 
 def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int, ahead: int) -> Iterator[R]:
@@ -157,37 +157,43 @@ def non_finite_message(path: str | Path) -> str:
 
 
 @dataclass
-class _Row:
-    entry: IndexEntry
-    source: np.ndarray  # the (N, D) array holding the row
-    row: int
+class _Old:
+    """The live rows of an existing index, by path: (size, mtime_ns, sha256 hex, logical row)."""
+
+    idx: GalleryIndex
+    rows: dict[str, tuple[int, int, bytes, int]]
+
+    @classmethod
+    def of(cls, idx: GalleryIndex) -> _Old:
+        paths, size, mtime, sha = idx.live_columns()
+        return cls(idx, {p: (s, m, h, i) for i, (p, s, m, h) in
+                         enumerate(zip(paths, size.tolist(), mtime.tolist(), [bytes(x) for x in sha]))})
+
+    def row16(self, path: str) -> np.ndarray:
+        s, r = self.idx.locate(self.rows[path][3])
+        return np.asarray(self.idx.segments[s].rows[r])
 
 
 @dataclass
 class _Plan:
-    rows: dict[str, _Row]  # rel -> row kept from the old index / checkpoint
     todo: list[tuple[GalleryFile, str | None]]  # (file, known sha to compare against)
-    removed: int
+    removed: list[str]  # paths in the index that are gone from the folder
     kept: int
-    resumed: int
+    present: int  # files kept or to embed
 
 
-def _make_plan(scan: ScanResult, old: GalleryIndex | None, part: GalleryIndex | None) -> _Plan:
-    old_rows = {e.path: (e, i) for i, e in enumerate(old.entries)} if old else {}
-    part_rows = {e.path: (e, i) for i, e in enumerate(part.entries)} if part else {}
-    plan = _Plan(rows={}, todo=[], removed=0, kept=0, resumed=0)
+def _make_plan(scan: ScanResult, old: _Old | None) -> _Plan:
+    rows = old.rows if old else {}
+    plan = _Plan(todo=[], removed=[], kept=0, present=len(scan.files))
     for f in scan.files:
-        o, pr = old_rows.get(f.rel), part_rows.get(f.rel)
-        if o and (o[0].size, o[0].mtime_ns) == (f.size, f.mtime_ns):
-            plan.rows[f.rel] = _Row(o[0], old.embeddings, o[1])  # type: ignore[union-attr]
+        o = rows.get(f.rel)
+        if o and (o[0], o[1]) == (f.size, f.mtime_ns):
             plan.kept += 1
-        elif pr and (pr[0].size, pr[0].mtime_ns) == (f.size, f.mtime_ns):
-            plan.rows[f.rel] = _Row(pr[0], part.embeddings, pr[1])  # type: ignore[union-attr]
-            plan.resumed += 1
         else:
-            plan.todo.append((f, o[0].sha256 if o else None))
-    present = {f.rel for f in scan.files}
-    plan.removed = sum(1 for rel in old_rows if rel not in present)
+            plan.todo.append((f, o[2].hex() if o else None))
+    if rows:
+        present = {f.rel for f in scan.files}
+        plan.removed = [p for p in rows if p not in present]
     return plan
 
 
@@ -220,24 +226,10 @@ def check_index(idx: GalleryIndex, spec: ModelSpec, gallery: Path) -> None:
     check_spec(idx, spec, gallery)
 
 
-def _load_partial(path: Path, spec: ModelSpec, say: Callable[[str], None]) -> GalleryIndex | None:
-    if not path.is_file():
-        return None
-    try:
-        part = read_index(path, verify=True)
-    except IndexFileError as e:
-        say(f"ignoring the checkpoint of an interrupted run ({e})")
-        return None
-    if part.header.get("spec_fingerprint") != spec.fingerprint():
-        return None  # a checkpoint of another model: useless, and harmless to ignore
-    return part
-
-
-def _read_existing(index_path: Path, spec: ModelSpec, gallery: Path, rebuild: bool,
-                   verify: bool) -> GalleryIndex | None:
+def _read_existing(index_path: Path, spec: ModelSpec, gallery: Path, rebuild: bool) -> GalleryIndex | None:
     if rebuild or not index_path.exists():
         return None
-    old = read_index(index_path, verify=verify, gallery=gallery)
+    old = read_index(index_path, gallery=gallery)
     check_index(old, spec, gallery)
     return old
 
@@ -259,20 +251,19 @@ def update_index(gallery: str | Path, index_path: str | Path, encoder: Any, *, r
         raise FileNotFoundError(f"{gallery}: no images in the gallery (looked for "
                                 f"{', '.join(sorted(_suffixes()))}); add crops or check the path")
     # Lock-free fast path: an up-to-date index needs no writer (and works on a read-only gallery).
-    old = _read_existing(index_path, spec, gallery, rebuild, verify=False)
+    old = _read_existing(index_path, spec, gallery, rebuild)
     if old is not None:
-        plan = _make_plan(scan, old, None)
+        plan = _make_plan(scan, _Old.of(old))
         if not plan.todo and not plan.removed:
             return old, UpdateStats(images=old.count, kept=plan.kept, skipped=len(scan.skipped),
                                     skipped_files=list(scan.skipped), seconds=time.perf_counter() - t0)
     with index_lock(index_path):
-        # Re-read under the lock: another process may have just written it. Verify the checksum
-        # before building on it, so a corrupted index is never silently carried forward.
+        # Re-read under the lock: another process may have just written it. Its segments were
+        # checked in full once (their verified markers); new rows go to new segments.
         scan = scan_gallery(gallery, follow_links)
-        old = _read_existing(index_path, spec, gallery, rebuild, verify=True)
-        part = _load_partial(partial_path(index_path), spec, say)
+        old = _read_existing(index_path, spec, gallery, rebuild)
         stats = UpdateStats(skipped_files=list(scan.skipped))
-        idx = _run_update(scan, old, part, encoder, index_path, stats, batch=batch, workers=workers,
+        idx = _run_update(scan, old, encoder, index_path, stats, batch=batch, workers=workers,
                           quiet=quiet, checkpoint_seconds=checkpoint_seconds, gallery=gallery, say=say)
     stats.skipped = len(stats.skipped_files)
     stats.seconds = time.perf_counter() - t0
@@ -285,16 +276,47 @@ def _suffixes() -> set[str]:
     return set(IMAGE_SUFFIXES)
 
 
-def _run_update(scan: ScanResult, old: GalleryIndex | None, part: GalleryIndex | None, encoder: Any,
-                index_path: Path, stats: UpdateStats, *, batch: int, workers: int, quiet: bool,
-                checkpoint_seconds: float, gallery: Path, say: Callable[[str], None]) -> GalleryIndex:
+class _Committer:
+    """Commits new rows as appended segments (the first commit of a fresh index or of --rebuild
+    writes the index anew); each commit is durable and keeps every earlier one."""
+
+    def __init__(self, index_path: Path, spec: ModelSpec, gallery: Path, fresh: bool) -> None:
+        self.index_path, self.spec, self.gallery, self.fresh = index_path, spec, gallery, fresh
+        self.entries: list[IndexEntry] = []
+        self.rows: list[np.ndarray] = []
+        self.committed = 0
+        self.commits = 0
+        self.done: set[str] = set()
+
+    def add(self, entry: IndexEntry, row16: np.ndarray) -> None:
+        self.entries.append(entry)
+        self.rows.append(row16)
+
+    def commit(self) -> None:
+        if not self.entries:
+            return
+        data = np.stack(self.rows).astype(np.float16)
+        if self.fresh:
+            write_index(self.index_path, self.spec, self.entries, data, self.gallery)
+            self.fresh = False
+        else:
+            append_rows(self.index_path, self.entries, data, gallery=self.gallery)
+        self.committed += len(self.entries)
+        self.done.update(e.path for e in self.entries)
+        self.commits += 1
+        self.entries, self.rows = [], []
+
+
+def _run_update(scan: ScanResult, old: GalleryIndex | None, encoder: Any, index_path: Path, stats: UpdateStats,
+                *, batch: int, workers: int, quiet: bool, checkpoint_seconds: float, gallery: Path,
+                say: Callable[[str], None]) -> GalleryIndex:
     spec: ModelSpec = encoder.spec
-    plan = _make_plan(scan, old, part)
-    stats.kept, stats.resumed, stats.removed = plan.kept, plan.resumed, plan.removed
-    new_entries: list[IndexEntry] = []
-    new_embs: list[np.ndarray] = []
-    touched = 0
-    old_row = {e.path: i for i, e in enumerate(old.entries)} if old else {}
+    known = _Old.of(old) if old is not None else None
+    plan = _make_plan(scan, known)
+    stats.kept = plan.kept
+    out = _Committer(index_path, spec, gallery, fresh=old is None)
+    failed = 0
+    stale: list[str] = []
     last_ckpt = time.perf_counter()
     prepared = bounded_map(lambda t: prepare_file(t[0], spec, t[1]), plan.todo, workers, ahead=max(2 * batch, 8))
     try:
@@ -305,33 +327,34 @@ def _run_update(scan: ScanResult, old: GalleryIndex | None, part: GalleryIndex |
                 if item.error is not None:
                     stats.skipped_files.append((str(f.path), item.error))
                     say(item.error)
+                    failed += 1
+                    if known is not None and f.rel in known.rows:
+                        stale.append(f.rel)
                     continue
                 entry = IndexEntry(f.rel, f.size, f.mtime_ns, str(item.sha256))
-                if item.unchanged:  # touched, same content: keep the old row under the new stat
-                    assert old is not None
-                    plan.rows[f.rel] = _Row(entry, old.embeddings, old_row[f.rel])
+                if item.unchanged:  # touched, same content: the old row under the new stat
+                    assert known is not None
+                    out.add(entry, known.row16(f.rel))
                     stats.kept += 1
-                    touched += 1
-                    continue
-                assert emb is not None
-                is_update = f.rel in old_row
-                stats.updated += int(is_update)
-                stats.added += int(not is_update)
-                new_entries.append(entry)
-                new_embs.append(emb)
-                plan.rows[f.rel] = _Row(entry, new_embs[-1][None, :], 0)
+                else:
+                    assert emb is not None
+                    is_update = known is not None and f.rel in known.rows
+                    stats.updated += int(is_update)
+                    stats.added += int(not is_update)
+                    out.add(entry, _unit_row(emb))
                 if checkpoint_seconds >= 0 and time.perf_counter() - last_ckpt >= checkpoint_seconds:
-                    _checkpoint(index_path, spec, part, new_entries, new_embs, gallery)
+                    out.commit()
                     last_ckpt = time.perf_counter()
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):
-            _checkpoint(index_path, spec, part, new_entries, new_embs, gallery)
-            say(f"interrupted: {len(new_entries)} new embeddings saved to {partial_path(index_path)}; "
-                "the previous index is intact and the next run resumes")
+            pending = len(out.entries)
+            out.commit()
+            say(f"interrupted: {out.committed} new embeddings committed to {index_path} ({pending} since the "
+                "last checkpoint); every committed row is kept and the next run embeds the rest")
         raise
-    rows = [plan.rows[f.rel] for f in scan.files if f.rel in plan.rows]
-    stats.images = len(rows)
-    if not rows:  # the first reason in the message itself: --quiet hides the per-file lines
+    stats.images = plan.present - failed
+    if stats.images <= 0 and not out.committed and not out.entries:
+        # the first reason in the message itself: --quiet hides the per-file lines
         scanned = dict(scan.skipped)
         bad = [(p, r) for p, r in stats.skipped_files if p not in scanned]
         why = ""
@@ -340,17 +363,16 @@ def _run_update(scan: ScanResult, old: GalleryIndex | None, part: GalleryIndex |
             why = f" (first: {bad[0][1] if bad[0][1].startswith(bad[0][0]) else f'{bad[0][0]}: {bad[0][1]}'}{more})"
         raise FileNotFoundError(f"{gallery}: none of the {len(scan.files)} image files could be used{why}; "
                                 "fix or replace them")
-    changed = stats.embedded or stats.removed or stats.resumed or touched or old is None
-    if changed or (old is not None and len(rows) != old.count):
-        entries = [r.entry for r in rows]
-        data = np.empty((len(rows), spec.embedding_dim), np.float16)  # (N, D) as stored
-        for i, r in enumerate(rows):
-            data[i] = _unit_row(r.source[r.row])
-        write_index(index_path, spec, entries, data, gallery)
-        stats.written = True
-    with contextlib.suppress(FileNotFoundError):
-        partial_path(index_path).unlink()
-    return read_index(index_path, gallery=gallery)
+    out.commit()
+    # files gone from the folder, and changed files that failed this time (their old row is stale)
+    gone = list(plan.removed) + [p for p in stale if p not in out.done]
+    if gone:
+        remove_rows(index_path, gone, gallery=gallery)
+    stats.removed = len(plan.removed)
+    stats.written = bool(out.commits or gone)
+    idx = read_index(index_path, gallery=gallery)
+    stats.images = idx.count
+    return idx
 
 
 def _unit_row(x: np.ndarray) -> np.ndarray:
@@ -359,17 +381,3 @@ def _unit_row(x: np.ndarray) -> np.ndarray:
         return x
     x = x.astype(np.float32)
     return (x / max(float(np.linalg.norm(x)), 1e-12)).astype(np.float16)
-
-
-def _checkpoint(index_path: Path, spec: ModelSpec, part: GalleryIndex | None, entries: list[IndexEntry],
-                embs: list[np.ndarray], gallery: Path) -> None:
-    """Atomically save this run's new rows (plus an earlier checkpoint's) to ``<index>.partial``."""
-    all_entries = list(part.entries) if part else []
-    rows = [part.embeddings[i] for i in range(part.count)] if part else []
-    fresh = {e.path for e in entries}
-    keep = [i for i, e in enumerate(all_entries) if e.path not in fresh]
-    all_entries = [all_entries[i] for i in keep] + list(entries)
-    data = np.array([rows[i] for i in keep] + [_unit_row(e) for e in embs], dtype=np.float16)
-    if data.size == 0:
-        return
-    write_index(partial_path(index_path), spec, all_entries, data.reshape(len(all_entries), -1), gallery)

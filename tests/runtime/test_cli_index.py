@@ -142,7 +142,9 @@ def test_two_concurrent_index_runs_leave_one_valid_index(tmp_path: Path, model: 
     idx = read_index(default_index_path(gallery), verify=True)
     assert idx.count == 40
     leftovers = [p.name for p in (gallery / ".irreid").iterdir()]
-    assert sorted(leftovers) == ["index.irx", "index.irx.lock", "index.irx.verified"]
+    assert sorted(leftovers) == ["index.irx", "index.irx.d", "index.irx.lock"]
+    segs = sorted(p.name for p in (gallery / ".irreid" / "index.irx.d").iterdir())
+    assert len(segs) == 2 * len(idx.segments) and all(n.endswith((".irs", ".irs.verified")) for n in segs)
 
 
 _INTERRUPT_AFTER_3_BATCHES = textwrap.dedent("""
@@ -165,20 +167,24 @@ _INTERRUPT_AFTER_3_BATCHES = textwrap.dedent("""
 """)
 
 
-def test_ctrl_c_keeps_the_previous_index_and_the_next_run_resumes(tmp_path: Path, model: Path) -> None:
+def test_ctrl_c_keeps_every_committed_row_and_the_next_run_embeds_the_rest(tmp_path: Path, model: Path) -> None:
+    """Index format 2 (issue 27): Ctrl-C commits what was embedded as a segment; the rows of the
+    index before the run are untouched, and the next run embeds only the files still missing."""
     gallery = tmp_path / "g"
     make_good_gallery(gallery, 10)
     _index(gallery, model)
-    before = default_index_path(gallery).read_bytes()
+    before = read_index(default_index_path(gallery), verify=True)
+    first = list(before.entries)
     make_good_gallery(gallery, 20, start=10)
     proc = cli("index", "--gallery", str(gallery), "--model", str(model), "--batch", "4", "--workers", "0",
                prefix=["-c", _INTERRUPT_AFTER_3_BATCHES], check=False)
     assert proc.returncode == 130, proc.stderr
-    assert "interrupted" in proc.stderr and "previous index is intact" in proc.stderr
-    assert default_index_path(gallery).read_bytes() == before
-    assert read_index(default_index_path(gallery), verify=True).count == 10
+    assert "interrupted: 8 new embeddings committed" in proc.stderr and "next run embeds the rest" in proc.stderr
+    after = read_index(default_index_path(gallery), verify=True)
+    assert after.count == 18 and list(after.entries)[:10] == first
+    assert after.segments[0].name == before.segments[0].name  # the old segment is never rewritten
     resumed = _index(gallery, model, "--batch", "4")
-    assert (resumed["kept"], resumed["resumed"], resumed["added"]) == (10, 8, 12)
+    assert (resumed["kept"], resumed["resumed"], resumed["added"]) == (18, 0, 12)
     assert read_index(default_index_path(gallery), verify=True).count == 30
     assert not Path(f"{default_index_path(gallery)}.partial").exists()
 
@@ -200,6 +206,7 @@ def test_full_disk_on_a_tiny_tmpfs_keeps_the_previous_index(tmp_path: Path, mode
         assert proc.returncode == 2, proc.stderr
         assert "No space left on device" in proc.stderr and "previous index is intact" in proc.stderr
         assert index.read_bytes() == before and read_index(index, verify=True).count == 5
-        assert sorted(p.name for p in disk.iterdir()) == ["index.irx", "index.irx.lock", "index.irx.verified"]
+        assert sorted(p.name for p in disk.iterdir()) == ["index.irx", "index.irx.d", "index.irx.lock"]
+        assert not [p for p in (disk / "index.irx.d").iterdir() if p.name.endswith(".tmp")]
     finally:
         subprocess.run(["umount", str(disk)], check=False)
