@@ -135,6 +135,7 @@ __all__ = [
     "IndexFileError",
     "Segment",
     "append_rows",
+    "commit_rows",
     "compact",
     "default_index_path",
     "index_lock",
@@ -1112,23 +1113,48 @@ def append_rows(path: str | os.PathLike[str], entries: Sequence[IndexEntry], emb
     """Add rows to the index at ``path`` in one commit: one new segment, a tombstone for each
     existing live row of the same path (an update), a new root. Reads only the root, the segment
     headers and path columns; never rewrites a segment. Returns the index after the commit."""
+    return commit_rows(path, entries, embeddings, gallery=gallery)[0]
+
+
+def commit_rows(path: str | os.PathLike[str], entries: Sequence[IndexEntry] = (), embeddings: np.ndarray | None = None,
+                remove: Iterable[str] | Iterable[int] | np.ndarray = (), *, spec: ModelSpec | None = None,
+                gallery_root: str | os.PathLike[str] | None = None,
+                gallery: str | os.PathLike[str] | None = None) -> tuple[GalleryIndex, int]:
+    """Remove rows (paths, or logical row numbers of the index as it is) and append ``entries`` in
+    ONE commit (a crash keeps all of it or none). A new entry whose path is live replaces that row.
+    Without an index at ``path``, ``spec`` and ``gallery_root`` create it (nothing to remove).
+    Returns (the index after the commit, rows removed by ``remove``)."""
     p = Path(path)
+    items = np.asarray(remove).tolist() if isinstance(remove, np.ndarray) else list(remove)
     with index_lock(p, wait_message=False):
+        if not p.exists() and spec is not None and gallery_root is not None:
+            emb = np.zeros((0, spec.embedding_dim), np.float32) if embeddings is None else embeddings
+            write_index(p, spec, entries, emb, gallery_root)
+            return read_index(p, gallery=gallery), 0
         idx = read_index(p, gallery=gallery)
-        rows16 = _check_new(idx.spec, entries, embeddings)
-        if not entries:
-            return idx
+        emb = np.zeros((0, idx.dim), np.float32) if embeddings is None else embeddings
+        rows16 = _check_new(idx.spec, entries, emb)
+        if all(isinstance(x, str) for x in items):
+            hits = list(idx.find_paths([str(x) for x in items]).values())
+        elif all(isinstance(x, (int, np.integer)) for x in items):
+            hits = [idx.locate(int(i)) for i in set(items)]
+        else:
+            raise TypeError("remove takes paths or logical row numbers, not a mix")
+        if not entries and not hits:
+            return idx, 0
+        removed = len(set(hits))
+        hits += list(idx.find_paths([e.path for e in entries]).values())
         gen = idx.generation + 1
         records = _records(idx)
-        folder = segment_folder(p)
+        new: list[str] = []
         with explain_full_disk(p, "cannot write the index", "free some space and run again (the previous index is intact)"):
-            _tombstones(idx, idx.find_paths([e.path for e in entries]).values(), records, gen)
-            name = _seg_name(gen)
-            records.append(_write_segment(folder, name, [_fresh_piece(entries, rows16)], idx.dim,
-                                          idx.header["spec_fingerprint"]))
-        _commit(p, idx.spec, idx.header["gallery_root"], gen, records, [name])
-        out = read_index(p, gallery=gallery)
-        return _auto_compact(out, gallery)
+            _tombstones(idx, hits, records, gen)
+            if entries:
+                new.append(_seg_name(gen))
+                records.append(_write_segment(segment_folder(p), new[0], [_fresh_piece(entries, rows16)], idx.dim,
+                                              idx.header["spec_fingerprint"]))
+        _commit(p, idx.spec, idx.header["gallery_root"], gen, records, new)
+        return _auto_compact(read_index(p, gallery=gallery), gallery), removed
 
 
 def _tombstones(idx: GalleryIndex, hits: Iterable[tuple[int, int]], records: list[dict[str, Any]], gen: int) -> int:
@@ -1151,28 +1177,7 @@ def remove_rows(path: str | os.PathLike[str], paths_or_logical_rows: Iterable[st
                 gallery: str | os.PathLike[str] | None = None) -> int:
     """Tombstone rows of the index at ``path`` (given by path, or by logical row number) in one
     commit. Returns the number of rows removed (paths that are not in the index are ignored)."""
-    p = Path(path)
-    items = list(np.asarray(paths_or_logical_rows).tolist()) if isinstance(paths_or_logical_rows, np.ndarray) \
-        else list(paths_or_logical_rows)
-    with index_lock(p, wait_message=False):
-        idx = read_index(p, gallery=gallery)
-        if not items:
-            return 0
-        if all(isinstance(x, str) for x in items):
-            hits = list(idx.find_paths([str(x) for x in items]).values())
-        elif all(isinstance(x, (int, np.integer)) for x in items):
-            hits = [idx.locate(int(i)) for i in set(items)]
-        else:
-            raise TypeError("remove_rows takes paths or logical row numbers, not a mix")
-        if not hits:
-            return 0
-        gen = idx.generation + 1
-        records = _records(idx)
-        with explain_full_disk(p, "cannot write the index", "free some space and run again (the previous index is intact)"):
-            n = _tombstones(idx, hits, records, gen)
-        _commit(p, idx.spec, idx.header["gallery_root"], gen, records, [])
-        _auto_compact(read_index(p, gallery=gallery), gallery)
-        return n
+    return commit_rows(path, remove=paths_or_logical_rows, gallery=gallery)[1]
 
 
 def _auto_compact(idx: GalleryIndex, gallery: Any) -> GalleryIndex:

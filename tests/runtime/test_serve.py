@@ -167,7 +167,7 @@ def test_sigterm_loses_no_accepted_write(setup: tuple[Path, Path, Path]) -> None
         assert found is not None and found.camera == e["camera"], e
         assert (gallery / e["path"]).is_file()
     assert len(store) >= 4 + len(accepted)
-    json.loads((gallery / ".irreid" / "index.irx.meta.json").read_text())
+    [json.loads(line) for line in (gallery / ".irreid" / "index.irx.meta.jsonl").read_text().splitlines()]
 
 
 def test_serve_refuses_another_gallerys_index(setup: tuple[Path, Path, Path]) -> None:
