@@ -42,10 +42,17 @@ float dot_half(const uint16_t* a, const float* b, int64_t n, const float* table)
 }  // namespace
 
 GalleryMatrix::GalleryMatrix(const uint16_t* half_rows, int64_t rows, int64_t dim)
-    : rows_(rows), dim_(dim), half_(half_rows), inv_norm_(static_cast<size_t>(rows)) {
+    : GalleryMatrix([&] {
+          std::vector<const uint16_t*> ptrs(static_cast<size_t>(rows));
+          for (int64_t r = 0; r < rows; ++r) ptrs[r] = half_rows + r * dim;
+          return ptrs;
+      }(), dim) {}
+
+GalleryMatrix::GalleryMatrix(std::vector<const uint16_t*> row_ptrs, int64_t dim)
+    : rows_(static_cast<int64_t>(row_ptrs.size())), dim_(dim), half_(std::move(row_ptrs)), inv_norm_(half_.size()) {
     const float* table = half_table();
     for (int64_t r = 0; r < rows_; ++r) {
-        const uint16_t* row = half_ + r * dim_;
+        const uint16_t* row = half_[r];
         double ss = 0.0;
         for (int64_t i = 0; i < dim_; ++i) ss += static_cast<double>(table[row[i]]) * table[row[i]];
         inv_norm_[r] = ss > 0.0 ? static_cast<float>(1.0 / std::sqrt(ss)) : 0.0f;
@@ -64,7 +71,7 @@ GalleryMatrix::GalleryMatrix(const std::vector<float>& rows_f32, int64_t rows, i
 }
 
 float GalleryMatrix::dot_row(int64_t r, const float* q) const {
-    return half_ ? dot_half(half_ + r * dim_, q, dim_, half_table()) : dot(&f32_[static_cast<size_t>(r * dim_)], q, dim_);
+    return !half_.empty() ? dot_half(half_[r], q, dim_, half_table()) : dot(&f32_[static_cast<size_t>(r * dim_)], q, dim_);
 }
 
 std::vector<Match> GalleryMatrix::top_k(const float* probe, int64_t k) const {

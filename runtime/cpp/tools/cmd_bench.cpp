@@ -70,11 +70,11 @@ void bench_images(const std::vector<std::string>& images, int height, int width,
 }
 
 void bench_index(const std::string& index_path, int top_k, int runs, std::vector<Row>& rows) {
-    rows.push_back(time_stage("index read + sha256 check", runs, [&] { read_index(index_path, true); }));
+    rows.push_back(time_stage("index read + full data check", runs, [&] { read_index(index_path, true); }));
     const GalleryIndex idx = read_index(index_path, true);
     rows.push_back(time_stage("row norms of " + std::to_string(idx.count) + " float16 rows", runs,
-                              [&] { GalleryMatrix(idx.data, idx.count, idx.dim); }));
-    const GalleryMatrix g(idx.data, idx.count, idx.dim);
+                              [&] { GalleryMatrix(idx.rows, idx.dim); }));
+    const GalleryMatrix g(idx.rows, idx.dim);
     std::vector<float> probe(static_cast<size_t>(idx.dim));
     for (size_t i = 0; i < probe.size(); ++i) probe[i] = static_cast<float>((i * 2654435761u) % 1000) - 500.0f;
     rows.push_back(time_stage("top-" + std::to_string(top_k) + " for one probe", runs, [&] { g.top_k(probe.data(), top_k); }));

@@ -120,7 +120,7 @@ int run_match(const std::vector<std::string>& argv) {
                      {"--top-k", false, false, "results per probe (default 10)"},
                      {"--threshold", false, false, "drop results whose distance (1 - cosine) is above D"},
                      {"--json", true, false, "print JSON instead of a table"},
-                     {"--verify", true, false, "check the index data sha256 before ranking"}},
+                     {"--verify", true, false, "check every index section's sha256 (and the codes, norms, paths) before ranking"}},
                     argv);
     if (args.help()) return std::fputs(args.usage().c_str(), stdout), 0;
     const std::string gallery = args.get("--gallery");
@@ -135,12 +135,12 @@ int run_match(const std::vector<std::string>& argv) {
     if (top_k <= 0) throw Error("--top-k must be a positive integer");
 
     const double threshold = args.has("--threshold") ? std::stod(args.get("--threshold")) : -1.0;
-    const GalleryIndex idx = read_index(index_path, args.has("--verify"));
+    const GalleryIndex idx = read_index(index_path, args.has("--verify"), gallery);
     const std::string model_dir = args.get("--model");
     if (!model_dir.empty()) check_model(model_dir, idx, index_path);
     const ProbeSet set = args.has("--probe-embedding") ? probes_from_npy(args.get("--probe-embedding"), idx.dim)
                                                        : probes_from_images(args.all("--probe"), model_dir, modality, precision);
-    const GalleryMatrix gallery_rows(idx.data, idx.count, idx.dim);
+    const GalleryMatrix gallery_rows(idx.rows, idx.dim);  // the live rows, in logical order
     // The shape of `irreid-edge match --json` (runtime/commands/match.py), less its index_stats:
     // the native command reads the index as it is and never refreshes it.
     nlohmann::ordered_json out = {{"model", model_dir.empty() ? idx.spec.name : model_dir}, {"backend", set.backend}, {"precision", set.precision},

@@ -20,6 +20,9 @@ class GalleryMatrix {
 public:
     // half_rows must outlive the matrix (e.g. the index's memory map).
     GalleryMatrix(const uint16_t* half_rows, int64_t rows, int64_t dim);
+    // One pointer per row (dim float16 values each), e.g. GalleryIndex::rows: the live rows of an
+    // index's segments in logical order; row r of the result is row_ptrs[r]. The rows must outlive it.
+    GalleryMatrix(std::vector<const uint16_t*> row_ptrs, int64_t dim);
     GalleryMatrix(const std::vector<float>& rows_f32, int64_t rows, int64_t dim);
 
     // The k nearest rows to probe (dim values, normalised here), ascending distance then row.
@@ -33,7 +36,7 @@ private:
 
     int64_t rows_;
     int64_t dim_;
-    const uint16_t* half_ = nullptr;  // (rows, dim) float16 bits, or
+    std::vector<const uint16_t*> half_;  // per row: dim float16 values, or
     std::vector<float> f32_;          // (rows, dim) float32
     std::vector<float> inv_norm_;     // (rows,) 1 / ||row||; 0 for an all-zero row (distance 1)
 };
