@@ -131,7 +131,7 @@ def test_local_store_in_memory_entries(model: Path, tmp_path: Path) -> None:
     assert store.add(embs, entries) == 3 and store.add(embs, entries) == 0
     hits = store.search(embs, top_k=3)
     assert [h[0].entry.id for h in hits] == ["track-0", "track-1", "track-2"]
-    assert all(h[0].distance <= 1e-4 for h in hits), [h[0].distance for h in hits]  # float16 rows as stored
+    assert all(h[0].distance == 0.0 for h in hits), [h[0].distance for h in hits]
     reopened = LocalStore(tmp_path / "tracks.irx", enc.spec)
     assert len(reopened) == 3 and reopened.get("track-2").timestamp == 2.0  # type: ignore[union-attr]
     assert reopened.remove(["track-1", "nope"]) == 1 and len(LocalStore(tmp_path / "tracks.irx", enc.spec)) == 2
