@@ -62,7 +62,8 @@ rows of a segment writes a NEW tombstone file (old + new rows) and a new root.
 Checks (issue 17: a damaged index is refused in one line naming the file and ``--rebuild``, never
 ranked). Every open: root magic, header checksum, format_version (format 1 -> "index format 1 was
 written by an older irreid-edge; run `irreid-edge index --gallery DIR --rebuild`"), spec fields;
-each segment: opened by its name inside ``<index>.d/`` only (a name with "/" or ".." is corruption),
+each segment: opened by its name inside ``<index>.d/`` only (a name with "/" or "..", or a name
+listed twice, is corruption),
 header checksum, header_sha256 equal to the root's record, dim/spec_fingerprint equal to the root's,
 section layout (64-aligned, in order, non-overlapping, nbytes matching N and D, file size exact);
 path_blob: NUL count == N and NUL positions == path_end - 1, every path relative, no
@@ -506,6 +507,9 @@ def _read_root(p: Path, gallery: Any) -> tuple[dict[str, Any], ModelSpec]:
             if n < 0 or not 0 <= k <= n or not isinstance(rec.get("header_sha256"), str):
                 raise ValueError(f"segment {rec['name']}: count {n} / dead {k}")
             total += n - k
+        names = [r["name"] for r in segs] + [r["dead"]["name"] for r in segs if r.get("dead")]
+        if len(set(names)) != len(names):
+            raise ValueError("a segment or tombstone is named twice")
     except (SpecError, KeyError, TypeError, ValueError) as e:
         raise _corrupt(p, f"header field missing or invalid: {e}", gallery) from None
     if spec.embedding_dim != dim or dim <= 0:

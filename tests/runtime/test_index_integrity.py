@@ -24,6 +24,7 @@ from runtime.gallery.index import (
     default_index_path,
     marker_path,
     read_index,
+    segment_folder,
     write_index,
 )
 from runtime.search.rank import topk
@@ -37,6 +38,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _small_index(folder: Path, n: int = 12) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(3)
     entries = [IndexEntry(f"{i // 3:04d}_c1_{i}.jpg", 1000 + i, 1_700_000_000_000_000_000 + i, f"{i:064x}")
                for i in range(n)]
@@ -56,24 +58,29 @@ def _header(raw: bytes) -> tuple[int, dict]:
     return hlen, json.loads(raw[16:16 + hlen])
 
 
-def _with_header(raw: bytes, header: dict, rehash: bool) -> bytes:
-    """``raw`` with a new header JSON of the same data_offset; ``rehash`` recomputes header_sha256
-    (a deliberate edit that also forges the header checksum: the semantic checks must still hold)."""
-    _, old = _header(raw)
+def _seal(magic: bytes, header: dict) -> bytes:
+    """prefix + header JSON with a recomputed header_sha256 (a deliberate edit that also forges the
+    checksum: the semantic checks must still hold)."""
+    header = {k: v for k, v in header.items() if k != "header_sha256"}
     header["header_sha256"] = "0" * 64
     text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
-    if rehash:
-        text = text[:-66] + hashlib.sha256(struct.pack("<8sQ", b"IRREIDX1", len(text)) + text).hexdigest().encode() \
-            + b'"}'
-    off = old["data_offset"]
-    assert 16 + len(text) <= off, "edit made the header longer than the room before the data"
-    return raw[:8] + struct.pack("<Q", len(text)) + text + b"\0" * (off - 16 - len(text)) + raw[off:]
+    prefix = struct.pack("<8sQ", magic, len(text))
+    return prefix + text[:-66] + hashlib.sha256(prefix + text).hexdigest().encode() + b'"}'
 
 
-def _damage(raw: bytes, rng: np.random.Generator) -> bytes:
-    kind = rng.integers(0, 5)
+def _segment(index: Path) -> Path:
+    (seg,) = [p for p in segment_folder(index).iterdir() if p.name.endswith(".irs")]
+    return seg
+
+
+def _section(raw: bytes, name: str) -> tuple[int, int]:
+    _, h = _header(raw)
+    return h["sections"][name]["offset"], h["sections"][name]["nbytes"]
+
+
+def _damage_segment(raw: bytes, rng: np.random.Generator) -> bytes:
+    kind = rng.integers(0, 4)
     _, header = _header(raw)
-    off = header["data_offset"]
     b = bytearray(raw)
     if kind == 0:  # bit flips anywhere
         for pos in rng.integers(0, len(b), rng.integers(1, 4)):
@@ -81,7 +88,8 @@ def _damage(raw: bytes, rng: np.random.Generator) -> bytes:
     elif kind == 1:  # truncation, or bytes appended
         return raw[:int(rng.integers(0, len(raw)))] if rng.random() < 0.8 else raw + b"\0" * int(rng.integers(1, 64))
     elif kind == 2:  # data edits: a row copied over another, two rows swapped, a NaN or zero row
-        d = np.frombuffer(raw, "<f2", offset=off).reshape(header["count"], header["dim"]).copy()
+        off, nb = _section(raw, "rows")
+        d = np.frombuffer(raw, "<f2", count=nb // 2, offset=off).reshape(header["count"], header["dim"]).copy()
         i, j = rng.choice(header["count"], 2, replace=False)
         op = rng.integers(0, 4)
         if op == 0:
@@ -90,42 +98,64 @@ def _damage(raw: bytes, rng: np.random.Generator) -> bytes:
             d[[i, j]] = d[[j, i]]
         else:
             d[i] = np.nan if op == 2 else 0.0
-        return raw[:off] + d.tobytes()
-    elif kind == 3:  # header edits without the checksum: labels swapped, a path leaving the root, counts
-        e = header["entries"]
-        i, j = rng.choice(len(e), 2, replace=False)
-        op = rng.integers(0, 3)
-        if op == 0:
-            e[i]["path"], e[j]["path"] = e[j]["path"], e[i]["path"]
-        elif op == 1:
-            e[i]["path"] = "../../etc/x.jpg"
+        return raw[:off] + d.tobytes() + raw[off + nb:]
+    else:  # manifest edits: two paths of equal length swapped, a path made to leave the root
+        off, nb = _section(raw, "path_blob")
+        blob = raw[off:off + nb]
+        if rng.random() < 0.5:
+            paths = blob.split(b"\0")[:-1]
+            i, j = rng.choice(len(paths), 2, replace=False)
+            paths[i], paths[j] = paths[j], paths[i]
+            if len(paths[i]) != len(paths[j]):
+                return raw
+            blob = b"".join(x + b"\0" for x in paths)
         else:
-            header["gallery_root"] = "/elsewhere"
-        return _with_header(raw, header, rehash=False)
-    else:  # forged header checksum: only edits that leave the ranking unchanged may pass
-        e = header["entries"]
-        i = int(rng.integers(0, len(e)))
-        e[i]["path"] = rng.choice(["../x.jpg", "/etc/passwd", "a/../../b.jpg", "", "./a.jpg", "a//b.jpg"])
-        return _with_header(raw, header, rehash=True)
+            blob = b"../" + blob[3:]
+        return raw[:off] + blob + raw[off + nb:]
     return bytes(b)
 
 
+def _damage_root(raw: bytes, rng: np.random.Generator) -> bytes:
+    _, root = _header(raw)
+    rec = root["segments"][0]
+    op = rng.integers(0, 5)
+    if op == 0:
+        b = bytearray(raw)
+        b[int(rng.integers(0, len(b)))] ^= 1 << int(rng.integers(0, 8))
+        return bytes(b)
+    if op == 1:
+        return _seal(b"IRREIDX2", {**root, "count": root["count"] + int(rng.integers(1, 5))})
+    if op == 2:
+        return _seal(b"IRREIDX2", {**root, "segments": [{**rec, "name": rng.choice(
+            ["../" + rec["name"], "/etc/passwd", "a/b.irs", "..", "gone.irs"])}]})
+    if op == 3:
+        return _seal(b"IRREIDX2", {**root, "dim": 16})
+    return _seal(b"IRREIDX2", {**root, "segments": [rec, rec], "count": 2 * root["count"]})  # one segment twice
+
+
 def test_fuzzed_index_never_ranks_differently_without_an_error(tmp_path: Path) -> None:
-    good = _small_index(tmp_path)
+    good = _small_index(tmp_path / "good")
     want = _ranking(good)
-    raw = good.read_bytes()
+    seg_raw, root_raw = _segment(good).read_bytes(), good.read_bytes()
     outcomes = {"refused": 0, "same": 0}
     for seed in range(200):
         rng = np.random.default_rng(seed)
-        bad = tmp_path / f"bad{seed % 7}.irx"
+        folder = tmp_path / f"bad{seed % 7}"
+        bad = _small_index(folder) if not (folder / "i.irx").exists() else folder / "i.irx"
+        seg = _segment(bad)  # the same rows and manifest as ``good``, under its own random name
+        seg.write_bytes(seg_raw)
+        _, root = _header(root_raw)
+        bad.write_bytes(_seal(b"IRREIDX2", {**root, "segments": [{**root["segments"][0], "name": seg.name}]}))
         if seed % 2:  # in place after a verified open: the marker must not vouch for the new bytes
-            bad.write_bytes(raw)
-            assert _ranking(bad) == want and marker_path(bad).is_file()
-        bad.write_bytes(_damage(raw, rng))
+            assert _ranking(bad) == want and marker_path(seg).is_file()
+        if seed % 3 == 2:
+            bad.write_bytes(_damage_root(bad.read_bytes(), rng))
+        else:
+            seg.write_bytes(_damage_segment(seg_raw, rng))
         try:
             got = _ranking(bad)
         except IndexFileError as e:
-            assert "\n" not in str(e) and str(bad) in str(e)
+            assert "\n" not in str(e) and (str(bad) in str(e) or str(seg) in str(e) or str(folder) in str(e)), e
             outcomes["refused"] += 1
             continue
         assert got == want, f"seed {seed}: a damaged index ranked differently without an error"
@@ -136,30 +166,36 @@ def test_fuzzed_index_never_ranks_differently_without_an_error(tmp_path: Path) -
 def test_in_place_edit_with_the_mtime_put_back_is_still_detected(tmp_path: Path) -> None:
     p = _small_index(tmp_path)
     read_index(p)
-    st = p.stat()
-    raw = bytearray(p.read_bytes())
-    raw[-2] ^= 0x01
-    with open(p, "r+b") as f:
+    seg = _segment(p)
+    st = seg.stat()
+    raw = bytearray(seg.read_bytes())
+    off, nb = _section(bytes(raw), "rows")
+    raw[off + nb - 2] ^= 0x01
+    with open(seg, "r+b") as f:
         f.write(bytes(raw))
-    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime; ctime moved on
+    os.utime(seg, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime; ctime moved on
     with pytest.raises(IndexFileError, match="embedding checksum mismatch"):
         read_index(p)
 
 
 def test_marker_spares_the_rehash_and_verify_forces_it(tmp_path: Path) -> None:
     p = _small_index(tmp_path)
-    mark = json.loads(marker_path(p).read_text())
-    st = p.stat()
+    seg = _segment(p)
+    mark = json.loads(marker_path(seg).read_text())
+    st = seg.stat()
     assert mark["ino"] == st.st_ino and mark["ctime_ns"] == st.st_ctime_ns
     assert read_index(p).count == 12
-    marker_path(p).unlink()
-    assert read_index(p).count == 12 and marker_path(p).is_file()  # a full check re-creates it
-    os.chmod(tmp_path, 0o555)  # a read-only folder: no marker, every open re-hashes, still works
+    marker_path(seg).unlink()
+    assert read_index(p).count == 12 and marker_path(seg).is_file()  # a full check re-creates it
+    os.chmod(seg.parent, 0o555)  # a read-only folder: no marker, every open re-hashes, still works
     try:
-        marker_path(p).exists()
+        marker_path(seg).unlink()
+    except PermissionError:
+        pass
+    try:
         assert read_index(p, verify=True).count == 12
     finally:
-        os.chmod(tmp_path, 0o755)
+        os.chmod(seg.parent, 0o755)
 
 
 def _index_cli(gallery: Path, model: Path, *extra: str, check: bool = True) -> object:
@@ -177,18 +213,21 @@ def test_damaged_index_is_refused_by_match_and_index(tmp_path: Path, model: Path
     gallery = tmp_path / "g"
     files = make_good_gallery(gallery, 6)
     _index_cli(gallery, model)
-    path = default_index_path(gallery)
+    path = _segment(default_index_path(gallery))
     raw = path.read_bytes()
-    _, header = _header(raw)
-    off = header["data_offset"]
-    d = np.frombuffer(raw, "<f2", offset=off).reshape(6, -1).copy()
+    off, nb = _section(raw, "rows")
+    d = np.frombuffer(raw, "<f2", count=nb // 2, offset=off).reshape(6, -1).copy()
     if edit in ("labels_swapped", "path_escapes"):
-        e = header["entries"]
-        if edit == "labels_swapped":
-            e[0]["path"], e[1]["path"] = e[1]["path"], e[0]["path"]
-        else:
-            e[0]["path"] = "../../etc/x.jpg"
-        new = _with_header(raw, header, rehash=False)
+        poff, pnb = _section(raw, "path_blob")
+        paths = raw[poff:poff + pnb].split(b"\0")[:-1]
+        blob = b"../" + raw[poff + 3:poff + pnb] if edit == "path_escapes" else raw[poff:poff + pnb]
+        new = raw[:poff] + blob + raw[poff + pnb:]
+        if edit == "labels_swapped":  # the sha256 column of two rows swapped
+            soff, _ = _section(raw, "sha256")
+            col = bytearray(raw[soff:soff + 6 * 32])
+            col[0:32], col[32:64] = col[32:64], col[0:32]
+            new = raw[:soff] + bytes(col) + raw[soff + 6 * 32:]
+        assert paths
     else:
         if edit == "row_copied":
             d[2] = d[4]
@@ -200,7 +239,7 @@ def test_damaged_index_is_refused_by_match_and_index(tmp_path: Path, model: Path
             d[2] = 0
         else:
             d.view(np.uint16)[1, 3] ^= 0x0100
-        new = raw[:off] + d.tobytes()
+        new = raw[:off] + d.tobytes() + raw[off + nb:]
     path.write_bytes(new)
     proc = _match(gallery, model, files[2], "--json", check=False)
     assert proc.returncode == 2 and proc.stdout == "", proc.stdout  # nothing ranked
