@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="encoder for the gallery (auto: ir when the crops are grayscale)")
     p.add_argument("--verify", action="store_true",
                    help="check the index's checksum and that it matches the model, then exit")
+    p.add_argument("--compact", action="store_true",
+                   help="after the update, merge the index's segments into one and drop removed rows "
+                        "(also done automatically past 16 segments or 25%% removed rows)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     add_model_arguments(p)
     add_index_arguments(p)
@@ -27,8 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _verify(args: argparse.Namespace, index_path: Path) -> int:
-    """The data checksum (always re-hashed), that the index belongs to this gallery, and that it was
-    made with this model (issue 17 item 5: the model was not checked although the help said so)."""
+    """Every segment's checksums (always re-hashed), the int8 codes re-derived from the rows, unique
+    live paths, that the index belongs to this gallery, and that it was made with this model (issue
+    17 item 5: the model was not checked although the help said so)."""
     from ..gallery.index import read_index
     from ..gallery.indexer import check_index
     from ._common import Encoders, model_path
@@ -37,11 +41,12 @@ def _verify(args: argparse.Namespace, index_path: Path) -> int:
     modality = idx.spec.modality if args.gallery_modality == "auto" else args.gallery_modality
     encoder = Encoders(model_path(args), args, verbose=not args.quiet).get(modality)
     check_index(idx, encoder.spec, Path(args.gallery))
-    msg = (f"{index_path}: OK ({idx.count} embeddings of dim {idx.header['dim']}, model {idx.spec.name}/"
-           f"{idx.spec.modality}/{idx.spec.precision}, fingerprint {idx.header['spec_fingerprint'][:12]})")
+    msg = (f"{index_path}: OK ({idx.count} embeddings of dim {idx.header['dim']} in {len(idx.segments)} "
+           f"segment(s), model {idx.spec.name}/{idx.spec.modality}/{idx.spec.precision}, fingerprint "
+           f"{idx.header['spec_fingerprint'][:12]})")
     if args.json:
         print(json.dumps({"index": str(index_path), "ok": True, "count": idx.count, "dim": idx.header["dim"],
-                          "spec_fingerprint": idx.header["spec_fingerprint"]}))
+                          "segments": len(idx.segments), "spec_fingerprint": idx.header["spec_fingerprint"]}))
     else:
         print(msg)
     return 0
@@ -78,11 +83,17 @@ def run(args: argparse.Namespace) -> int:
                               follow_links=args.follow_links, batch=args.batch, workers=args.workers,
                               quiet=args.quiet, checkpoint_seconds=args.checkpoint_every,
                               say=lambda m: say(m, args.quiet))
+    if args.compact:
+        from ..gallery.index import compact
+
+        idx = compact(index_path, gallery=args.gallery)
+        stats.written = True
     # decode errors were said as they happened; the scanner's skips are said here
     report_skipped(scan.skipped, args.quiet)
     if args.json:
         out = {"index": str(index_path), "gallery": str(args.gallery), "modality": modality,
-               **run_facts(encoder), "spec_fingerprint": idx.header["spec_fingerprint"], **stats.to_dict()}
+               **run_facts(encoder), "spec_fingerprint": idx.header["spec_fingerprint"],
+               "segments": len(idx.segments), **stats.to_dict()}
         print(json.dumps(out, indent=2, allow_nan=False))
     else:
         state = "written" if stats.written else "up to date"

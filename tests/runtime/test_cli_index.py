@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cli_fixtures import (
     CONSOLE_SCRIPT,
@@ -77,6 +78,14 @@ def test_incremental_update_embeds_only_what_changed(tmp_path: Path, model: Path
     assert idx.count == 9 and files[2].name not in {e.path for e in idx.entries}
     touched = next(e for e in idx.entries if e.path == files[1].name)
     assert touched.mtime_ns == files[1].stat().st_mtime_ns  # the new stat is recorded, no re-embed
+    # format 2: the first segment is kept, the update appended one segment and tombstoned 3 rows
+    assert [s.count for s in idx.segments] == [8, 4] and idx.segments[0].dead.size == 3
+    rows = {e.path: np.asarray(idx.embeddings[i]) for i, e in enumerate(idx.entries)}
+    compacted = _index(gallery, model, "--compact")
+    assert (compacted["segments"], compacted["embedded"]) == (1, 0)
+    idx = read_index(default_index_path(gallery), verify=True)
+    assert len(idx.segments) == 1 and idx.segments[0].dead is None and idx.count == 9
+    assert all(np.array_equal(idx.embeddings[i], rows[e.path]) for i, e in enumerate(idx.entries))
     assert _index(gallery, model, "--rebuild")["embedded"] == 9
 
 
