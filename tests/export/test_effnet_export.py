@@ -197,7 +197,7 @@ def test_cpu_graph_keeps_depthwise_int8_and_dequantises_nothing_but_the_pooled_m
     dequantise them on every run); no DQ kept alive only for a Shape. After ORT's own optimisation (the
     level the runtime uses) one DequantizeLinear is left: the last feature map into the float pooling."""
     q = int8["cpu"]
-    producer, consumers = _maps(q)
+    producer, _ = _maps(q)
     inits = {i.name for i in q.graph.initializer}
     depthwise = [n for n in q.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > STRIPES
                                                                         for a in n.attribute)]
@@ -211,7 +211,7 @@ def test_cpu_graph_keeps_depthwise_int8_and_dequantises_nothing_but_the_pooled_m
     opts.optimized_model_filepath = str(tmp_path / "optimised.onnx")
     ort.InferenceSession(q.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     opt = onnx.load(tmp_path / "optimised.onnx")
-    o_producer, o_consumers = _maps(opt)
+    _, o_consumers = _maps(opt)
     dqs = [n for n in opt.graph.node if n.op_type == "DequantizeLinear"]
     assert len(dqs) == 1 and [r.op_type for r in o_consumers[dqs[0].output[0]]] == ["MatMul"], [n.name for n in dqs]
     # ranking: each int8 embedding's nearest fp32 embedding is its own image
