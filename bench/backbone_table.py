@@ -9,7 +9,8 @@ What is timed is the deploy encoder of one modality (default ``ir``: the query s
 with ``--random NAME@HxW``, the same two graphs made exactly as ``python -m export.onnx --int8`` makes
 them (fuse, export, calibration ranges, quantiser) from random weights and smooth random calibration
 images: latency does not depend on the weights, so a tiny or untrained checkpoint's export times the
-same as a trained one.
+same as a trained one, as long as no float weight is subnormal (the export flushes them to zero since
+`export.graph.flush_denormals`; a folder exported before that can time its fp32 graph 2-3x slower).
 
 Columns
 - params: the deploy graph's Conv/Gemm weights and biases (BatchNorm folded in; no classifier, no
