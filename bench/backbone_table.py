@@ -9,7 +9,8 @@ What is timed is the deploy encoder of one modality (default ``ir``: the query s
 with ``--random NAME@HxW``, the same two graphs made exactly as ``python -m export.onnx --int8`` makes
 them (fuse, export, calibration ranges, quantiser) from random weights and smooth random calibration
 images: latency does not depend on the weights, so a tiny or untrained checkpoint's export times the
-same as a trained one.
+same as a trained one, as long as no float weight is subnormal (the export flushes them to zero since
+`export.graph.flush_denormals`; a folder exported before that can time its fp32 graph 2-3x slower).
 
 Columns
 - params: the deploy graph's Conv/Gemm weights and biases (BatchNorm folded in; no classifier, no
@@ -19,6 +20,12 @@ Columns
 - fp32 / int8 ms: median wall time of one ``session.run`` on a batch of 1 and of 32 images (``--runs``
   rounds after warm-up). Every graph is timed in turn within each round (interleaved), so a machine's
   changing load hits all of them alike; still, figures from a loaded machine are noisy: say so.
+  The sessions do not spin-wait (``session.intra_op.allow_spinning`` 0): each session has its own
+  intra-op thread pool, whose workers by default keep spinning on a core for a while after a run, and
+  with several sessions interleaved on a small CPU those spinning workers took the cores from the next
+  session (measured on 2 cores, ONNX Runtime 1.32, batch 1: 9.0 ms for a ResNet-18 int8 graph that runs
+  in 1.4 ms alone; 14.1 ms for Lite0's 2.4 ms). Without spinning each figure is within a few per cent
+  of the graph timed alone (the wake-up of a sleeping worker), and the ratios between graphs are kept.
 """
 
 from __future__ import annotations
@@ -162,6 +169,7 @@ def time_all(entries: list[Entry], batches: Sequence[int], runs: int, threads: i
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see the module docstring
     sessions = {(k, p): ort.InferenceSession(e.graphs[p], opts, providers=["CPUExecutionProvider"])
                 for k, e in enumerate(entries) for p in PRECISIONS}
     rng = np.random.default_rng(1)
@@ -227,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         e.figures["params"], e.figures["macs"] = graph_counts(e.graphs["fp32"])
     flags = " ".join(sorted(_cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"}))
     print(f"{a.modality} deploy encoder; ONNX Runtime {ort.__version__} CPU, {a.threads} threads, "
-          f"median of {a.runs} interleaved rounds; cpu flags: {flags or '-'}; load average "
+          f"median of {a.runs} interleaved rounds, no spin-wait; cpu flags: {flags or '-'}; load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     time_all(entries, a.batches, a.runs, a.threads)
     print(render(entries, a.batches))

@@ -21,11 +21,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, numpy_helper
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "Check", "check_io", "check_structure", "export_onnx", "fold_pads", "op_counts"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "Check", "check_io", "check_structure", "export_onnx", "flush_denormals",
+           "fold_pads", "op_counts"]
 
 INPUT_NAME, OUTPUT_NAME = "images", "embeddings"
 
@@ -60,6 +62,7 @@ def export_onnx(module: torch.nn.Module, height: int, width: int, dim: int, opse
     out_dim.dim_value = dim
     inline_identities(model)
     fold_pads(model)
+    flush_denormals(model)
     name_nodes(model)
     model.producer_name = "irreid-edge export.onnx"
     return model
@@ -146,6 +149,27 @@ def head_nodes(model: onnx.ModelProto, stripes: int) -> dict[str, list[str]]:
         "tail": downstream(model, fc[0].output[0]) if fc else [],
         "last_block": [n.name for n in nodes if last and last in n.name],
     }
+
+
+def flush_denormals(model: onnx.ModelProto) -> int:
+    """Set every subnormal float32 initializer value (0 < |w| < 2^-126) to 0; returns how many there were.
+
+    Training leaves a few (BatchNorm folded into the conv of a channel ReLU6 has silenced: a trained
+    market-cpu Lite0 had 700 such weights, 23 of them in the stem), and a CPU multiplies a subnormal
+    operand through a microcode assist, so the float convs that read them crawl: that graph ran in 9.7
+    ms at batch 1 on ONNX Runtime 1.32 (2 cores), 3.8 ms with them zeroed, like the same network with
+    random weights. A flushed weight changes an output by under 2^-126 per input unit."""
+    tiny = np.finfo(np.float32).tiny
+    flushed = 0
+    for init in model.graph.initializer:
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        w = numpy_helper.to_array(init)
+        sub = (w != 0) & (np.abs(w) < tiny)
+        if sub.any():
+            flushed += int(sub.sum())
+            init.CopyFrom(numpy_helper.from_array(np.where(sub, np.float32(0), w).astype(np.float32), init.name))
+    return flushed
 
 
 def name_nodes(model: onnx.ModelProto) -> None:

@@ -28,10 +28,18 @@ consumers differ (shared/DESIGN.md, measured facts; figures in docs/export.md):
 - ``cpu`` (``*.int8-cpu.onnx``): uint8 asymmetric activations and int32 biases, the form ONNX Runtime's
   CPU kernels run fastest. ONNX Runtime fuses DQ -> Conv -> Q into QLinearConv only when the Conv's
   output is quantised too (ReLU / ReLU6 folded into that Q's range), so this graph keeps ONNX Runtime's own QDQ
-  placement (its quantiser, fed our ranges); the TensorRT placement was measured slower here.
+  placement (its quantiser, fed our ranges); the TensorRT placement was measured slower here. The
+  head's fc conv stays float with float weights: its output (the embedding) is float in any case, and a
+  float Conv reading DQ'd int8 weights makes ONNX Runtime dequantise them on every run (it folds no
+  weight DequantizeLinear); Shape nodes read quantised tensors, not DQ copies made only for them. Measured
+  (bench/backbone_table.py, 2 cores, ONNX Runtime 1.32, batch 1) and kept as ONNX Runtime's own: int8
+  weights (uint8 weights: 2.4x slower), per-channel depthwise weights (per-tensor: no faster), QDQ (the
+  QOperator format runs the same kernels), depthwise convs int8 (float ones are no faster in ONNX
+  Runtime's float kernels, and ONNX Runtime re-quantises a float conv between DQ and Q itself, per
+  tensor, 2x slower).
 
 The stripe-pooling MatMul and everything after the head conv are never quantised, so the head's
-output and the L2 norm stay float. ``exclude`` adds node names to keep in float (first conv, last
+output and the L2 norm stay float (in the ``cpu`` graph, the head conv too). ``exclude`` adds node names to keep in float (first conv, last
 block, head fc) when the measured accuracy asks for it.
 """
 
@@ -259,7 +267,22 @@ def _onnxruntime_qdq(model: onnx.ModelProto, ranges: Mapping[str, TensorRange], 
     for conv in fc:  # the head's output stays float (ORT's Conv handler quantises outputs too)
         head = next(n for n in out.graph.node if n.name == conv)
         drop_qdq(out, head.output[0])
+    _shapes_read_quantized(out)
     return out
+
+
+def _shapes_read_quantized(model: onnx.ModelProto) -> None:
+    """Shape nodes read the quantised tensor, not its DequantizeLinear copy (the same shape).
+
+    The head's ``reshape(b, c, -1)`` reads the last feature map's shape; left on the DQ output, ONNX
+    Runtime moves the Reshape into the quantised domain but keeps that DQ alive for the Shape alone,
+    dequantising the whole last feature map (1280 x 16 x 8 floats for EfficientNet-Lite0 at 256x128)
+    on every run only to read its dimensions."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for n in model.graph.node:
+        src = producer.get(n.input[0]) if n.op_type == "Shape" else None
+        if src is not None and src.op_type == "DequantizeLinear":
+            n.input[0] = src.input[0]
 
 
 def drop_qdq(model: onnx.ModelProto, tensor: str) -> None:
@@ -292,7 +315,10 @@ def quantize(model: onnx.ModelProto, ranges: Mapping[str, TensorRange], target: 
     roles = head_nodes(m, stripes)
     keep_float = sorted({*roles["pool"], *roles["tail"], *exclude})
     if recipe.placement == "onnxruntime":
-        out = _onnxruntime_qdq(m, ranges, keep_float, roles["fc"], recipe)
+        # The head's fc stays float, weights included: its output is float anyway (the embedding), and
+        # ONNX Runtime runs a float Conv on DQ'd int8 weights by dequantising them on every run (it folds
+        # no DequantizeLinear of a weight): 1536 x 427 weights for Lite0, 0.45 ms of a 2.5 ms run at batch 1.
+        out = _onnxruntime_qdq(m, ranges, sorted({*keep_float, *roles["fc"]}), [], recipe)
     else:
         out = _weighted_inputs(m, ranges, set(keep_float), recipe)
     _drop_unread_constants(out)
@@ -332,7 +358,8 @@ def placement_problems(model: onnx.ModelProto, target: str, kept_float: Iterable
     (Clip = ReLU6, Relu) reading a DequantizeLinear (Conv -> Clip must stay adjacent for TensorRT's
     Conv+Clip fusion; the Q/DQ goes after the Clip); no Pad between a DequantizeLinear and its Conv (TF
     "same" pads are folded into the Conv, `export.graph.fold_pads`). ``cpu``: every Conv but the head's
-    feeds QuantizeLinear nodes only (ONNX Runtime's QLinearConv needs the output Q).
+    feeds QuantizeLinear nodes only (ONNX Runtime's QLinearConv needs the output Q); the head's convs
+    (``/head/``) are float, weights included, read straight from float initializers.
     """
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
@@ -342,7 +369,15 @@ def placement_problems(model: onnx.ModelProto, target: str, kept_float: Iterable
             consumers.setdefault(i, []).append(n)
     problems = []
     exempt = set(kept_float)
+    inits = {i.name for i in g.initializer}
     for conv in (n for n in g.node if n.op_type == "Conv" and n.name not in exempt):
+        if target == "cpu" and conv.name.startswith("/head/"):
+            src = producer.get(conv.input[1])
+            if (src is not None and src.op_type == "DequantizeLinear") or conv.input[1] not in inits:
+                problems.append(f"Conv {conv.name}: the head's float conv reads its weight from "
+                                f"{src.op_type if src else conv.input[1]}, not a float initializer (ONNX Runtime "
+                                f"would dequantise the weight on every run)")
+            continue
         for k, what in ((0, "activation"), (1, "weight")):
             src = producer.get(conv.input[k])
             if src is None or src.op_type != "DequantizeLinear":

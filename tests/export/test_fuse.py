@@ -41,3 +41,22 @@ def test_deploy_encoder_equals_model_and_leaves_it_untouched() -> None:
         with torch.no_grad():
             torch.testing.assert_close(enc(x), model.embed(x, m), atol=1e-5, rtol=1e-4)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_export_flushes_subnormal_weights_to_zero() -> None:
+    """A subnormal float32 weight (BN folded into a silenced channel) makes a CPU's float conv crawl."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from export.graph import export_onnx
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    with torch.no_grad():
+        net[0].weight[0, 0, 0, 0] = 1e-40  # subnormal in float32
+        net[0].weight[1, 0, 0, 0] = 2e-38  # the least normal floats stay
+    g = export_onnx(net, 8, 8, 4, 17)
+    (w,) = [numpy_helper.to_array(i) for i in g.graph.initializer if i.dims == [4, 3, 3, 3]]
+    want = net[0].weight.detach().numpy().copy()
+    want[0, 0, 0, 0] = 0.0
+    np.testing.assert_array_equal(w, want)

@@ -70,9 +70,11 @@ def test_every_exported_cpu_graph_feeds_qlinearconv(exported: tuple[Path, subpro
         model = onnx.load(path)
         producer, consumers = _maps(model)
         convs = [n for n in model.graph.node if n.op_type == "Conv"]
-        assert all(producer[c.input[0]].op_type == "DequantizeLinear" for c in convs)
         backbone = [c for c in convs if "head" not in c.name]
+        assert all(producer[c.input[k]].op_type == "DequantizeLinear" for c in backbone for k in (0, 1))
         assert backbone and all({r.op_type for r in consumers[c.output[0]]} == {"QuantizeLinear"} for c in backbone)
+        head = [c for c in convs if c not in backbone]  # float, weights included: no DQ of a weight at run time
+        assert head and all(c.input[1] not in producer for c in head)
         assert placement_problems(model, "cpu") == []
         assert placement_problems(model, "trt")  # ONNX Runtime's form quantises conv outputs: not TensorRT's
 
