@@ -66,10 +66,12 @@ each segment: opened by its name inside ``<index>.d/`` only (a name with "/" or 
 listed twice, is corruption),
 header checksum, header_sha256 equal to the root's record, dim/spec_fingerprint equal to the root's,
 section layout (64-aligned, in order, non-overlapping, nbytes matching N and D, file size exact);
-path_blob: NUL count == N and NUL positions == path_end - 1, every path relative, no
-empty/"."/".." component (bytes operations over the whole blob, no Python work per row);
 tombstones: sha256, sorted unique, < N. Once per file identity or always with ``verify=True``
-(``irreid-edge index --verify``): every section's sha256, finite rows and scales, UTF-8 paths. After
+(``irreid-edge index --verify``): every section's sha256, finite rows and scales, UTF-8 paths, and
+the path_blob checks: NUL count == N and NUL positions == path_end - 1, every path relative, no
+empty/"."/".." component (bytes operations over the whole blob, no Python work per row; run with
+the section hashes because the marker vouches for exactly the bytes they check: ~0.3 s at 1M paths
+in Python, so not on every open). After
 that check (or after writing) ``<index>.d/<segment>.verified`` records the segment file's (st_dev,
 st_ino, size, mtime_ns, ctime_ns) and header_sha256; an open whose fstat matches skips the re-hash.
 Any write to the file, a replacement or a copy changes that identity (ctime cannot be set back from
@@ -399,7 +401,12 @@ class GalleryIndex:
         for s, seg in enumerate(self.segments):
             if not seg.count:
                 continue
-            hit = np.isin(seg.path_hash, hashes)
+            if len(hashes) <= 16:  # a few paths (an add): one compare each, no sort of the column
+                hit = np.zeros(seg.count, dtype=bool)
+                for h in hashes:
+                    hit |= seg.path_hash == h
+            else:
+                hit = np.isin(seg.path_hash, hashes)
             if seg.live is not None:
                 hit &= seg.live
             for r in np.flatnonzero(hit).tolist():
@@ -557,7 +564,7 @@ def _check_sections(sp: Path, header: dict[str, Any], header_len: int, file_size
 def _check_paths(sp: Path, cols: dict[str, np.ndarray], n: int, gallery: Any) -> None:
     """NUL count == N, NULs exactly at path_end - 1, every path relative with no empty, "." or ".."
     component: bytes operations over the whole blob (no Python work per row)."""
-    blob = bytes(cols["path_blob"])
+    blob = cols["path_blob"].tobytes()
     ends = np.asarray(cols["path_end"])
     if blob.count(b"\0") != n:
         raise _corrupt(sp, "path_blob does not hold one NUL-terminated path per row", gallery)
@@ -666,10 +673,10 @@ def _open_segment(folder: Path, rec: dict[str, Any], root: dict[str, Any], verif
         off, nb = int(secs[sname]["offset"]), int(secs[sname]["nbytes"])
         a = mm[off:off + nb].view(dt)
         cols[sname] = a if per == 0 else a.reshape(n, d if per < 0 else per) if per != 1 else a
-    _check_paths(sp, cols, n, gallery)
     dead, dead_rec = _read_tombstone(folder, rec, n, gallery)
     if verify or not _marker_matches(sp, st, header["header_sha256"]):
         _full_check(sp, mm, secs, cols, gallery)
+        _check_paths(sp, cols, n, gallery)
         _write_marker(sp, st, header["header_sha256"])
     seg = Segment(sp, name, header, cols, dead, dead_rec)
     if verify:
