@@ -1,15 +1,16 @@
-"""What the gallery index's integrity check costs per open (issue 17 item 1).
+"""What opening a gallery index costs, format 2 (issue 17 item 1, issue 27).
 
-Writes an N x D index of random unit rows (float16 on disk) into a temp folder and times, A/B
-interleaved, medians over ``--repeats``:
+Writes an N x D index of random unit rows (float16 + int8 codes on disk, one segment) into a temp
+folder and times, medians over ``--repeats``:
 
-- ``marker``: ``read_index`` when the verified-once marker matches the file (every open after the
-  first: header checksum, layout and entry checks, fstat, the marker read);
-- ``full``: ``read_index(verify=True)``, the full data sha256 + finiteness pass (the first open of
-  a file whose identity changed, or ``irreid-edge index --verify``);
-- ``checks``: the part of ``marker`` this integrity design added (header sha256, entry path and
-  duplicate checks, the fstat and marker comparison); the rest of ``marker`` is parsing the JSON
-  header into entries, which every open did before;
+- ``marker``: ``read_index`` when the verified-once marker matches every segment (every open after
+  the first: root and segment header checksums, section layout, tombstones, fstat, the marker read);
+- ``first``: ``read_index`` after the marker was removed: the section sha256s, finiteness and the
+  path_blob checks (the first open of a segment whose identity changed);
+- ``paths``: the path_blob checks alone (part of ``first``);
+- ``verify``: ``read_index(verify=True)`` (``irreid-edge index --verify``): ``first`` plus the int8
+  codes re-derived from the rows, the norm bounds and unique live paths;
+- ``add_1``: ``append_rows`` of one row (open, one new segment, a new root, fsyncs);
 - ``as_float32``: what ranking with numpy then costs anyway (the float16 -> float32 copy), for scale.
 
     python bench/index_open_bench.py --rows 100000 --dim 1536
@@ -18,7 +19,6 @@ interleaved, medians over ``--repeats``:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runtime.gallery import index as index_mod
-from runtime.gallery.index import IndexEntry, read_index, write_index
+from runtime.gallery.index import IndexEntry, append_rows, read_index, write_index
 from runtime.spec import ModelSpec
 
 
@@ -46,15 +46,12 @@ def _make(folder: Path, rows: int, dim: int) -> Path:
     return write_index(folder / "index.irx", spec, entries, data, folder)
 
 
-def _checks(path: Path, prefix: bytes, header_raw: bytes, header: dict) -> float:
-    """Seconds for the checks this design added to every open, on the same header."""
-    paths = [e["path"] for e in header["entries"]]
+def _paths(path: Path) -> float:
+    """Seconds for the path_blob checks of the index's first segment."""
+    seg = read_index(path).segments[0]
+    cols = {"path_blob": seg.path_blob, "path_end": seg.path_end}
     t = time.perf_counter()
-    index_mod._header_digest(prefix, header_raw[:-66] + b"0" * 64 + b'"}')
-    index_mod._first_unsafe(paths)
-    len(set(paths))
-    with open(path, "rb") as f:
-        index_mod._marker_matches(path, os.fstat(f.fileno()), header)
+    index_mod._check_paths(seg.file, cols, seg.count, None)
     return time.perf_counter() - t
 
 
@@ -70,21 +67,30 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="irreid-open-bench-") as tmp:
         path = _make(Path(tmp), args.rows, args.dim)
-        times: dict[str, list[float]] = {"marker": [], "checks": [], "full": [], "as_float32": []}
-        raw = path.read_bytes()
-        hlen = int.from_bytes(raw[8:16], "little")
-        for _ in range(args.repeats):
+        times: dict[str, list[float]] = {"marker": [], "first": [], "paths": [], "verify": [], "add_1": [],
+                                          "as_float32": []}
+        one = np.ones((1, args.dim), np.float32)
+        for r in range(args.repeats):
+            read_index(path)
             t = time.perf_counter()
             read_index(path)
             times["marker"].append(time.perf_counter() - t)
-            times["checks"].append(_checks(path, raw[:16], raw[16:16 + hlen], read_index(path).header))
+            for seg in read_index(path).segments:
+                index_mod.marker_path(seg.file).unlink()
+            t = time.perf_counter()
+            read_index(path)
+            times["first"].append(time.perf_counter() - t)
+            times["paths"].append(_paths(path))
             t = time.perf_counter()
             idx = read_index(path, verify=True)
-            times["full"].append(time.perf_counter() - t)
+            times["verify"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            append_rows(path, [IndexEntry(f"new/{r}.jpg", 1, 1, "0" * 64)], one)
+            times["add_1"].append(time.perf_counter() - t)
             t = time.perf_counter()
             idx.as_float32()
             times["as_float32"].append(time.perf_counter() - t)
-        size = path.stat().st_size / 1e6
+        size = sum(f.stat().st_size for f in index_mod.segment_folder(path).iterdir()) / 1e6
     print(f"index {args.rows} x {args.dim} ({size:.0f} MB), median of {args.repeats}:")
     for name, ts in times.items():
         print(f"  {name:>10}: {statistics.median(ts) * 1e3:8.1f} ms")
