@@ -131,3 +131,41 @@ def test_stale_temp_files_are_removed_at_open(model: Path, tmp_path: Path) -> No
     mine.write_bytes(b"not ours")
     open_gallery(root, open_encoder(model, modality="rgb"))
     assert not stale.exists() and mine.exists()
+
+
+def test_local_store_writes_are_appends_and_survive_a_torn_metadata_line(tmp_path: Path) -> None:
+    """Index format 2 (issue 27): an add writes a segment and appends metadata lines; neither the
+    first segment nor the metadata file is rewritten; a line cut short by a kill is ignored."""
+    import numpy as np
+    from tiny_onnx import make_tiny_spec
+
+    from runtime.gallery.index import read_index
+    from runtime.gallery.store.base import Entry, Filters
+    from runtime.gallery.store.local import LocalStore, meta_path
+
+    spec = make_tiny_spec("rgb", 32, 16, 8)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 8)).astype(np.float32)
+    store = LocalStore(tmp_path / "i.irx", spec)
+    ids = [f"{i:064x}" for i in range(40)]
+    assert store.add(x[:30], [Entry(id=ids[i], path=f"p/{i}.jpg", camera=f"c{i % 3}", timestamp=float(i))
+                              for i in range(30)]) == 30
+    first = read_index(tmp_path / "i.irx").segments[0]
+    seg_bytes, meta_ino = first.file.read_bytes(), meta_path(tmp_path / "i.irx").stat().st_ino
+    with open(meta_path(tmp_path / "i.irx"), "ab") as f:
+        f.write(b'{"key": "00')  # a writer killed mid-line: never acknowledged
+    store = LocalStore(tmp_path / "i.irx", spec)
+    assert len(store) == 30 and store.get(ids[4]).camera == "c1"  # type: ignore[union-attr]
+    assert store.add(x[30:], [Entry(id=ids[i], path=f"p/{i}.jpg", camera="c9", timestamp=float(i))
+                              for i in range(30, 40)]) == 10
+    assert store.remove([ids[0], ids[31], "nope"]) == 2
+    idx = read_index(tmp_path / "i.irx", verify=True)
+    assert first.file.read_bytes() == seg_bytes and [s.count for s in idx.segments] == [30, 10]
+    assert meta_path(tmp_path / "i.irx").stat().st_ino == meta_ino  # appended to, not replaced
+    reopened = LocalStore(tmp_path / "i.irx", spec)
+    assert len(reopened) == 38 and reopened.get(ids[35]).camera == "c9"  # type: ignore[union-attr]
+    assert reopened.get(ids[0]) is None and reopened.get(ids[31]) is None
+    hits = reopened.search(x[[5, 35]], 3, Filters(cameras=("c2", "c9"), since=10.0))
+    assert hits[0][0].entry.id == ids[35] or all(h.entry.camera in ("c2", "c9") for h in hits[0])
+    assert hits[1][0].entry.id == ids[35] and all(h.entry.timestamp >= 10 for q in hits for h in q)
+    assert reopened.search(x[:1], 5, Filters(cameras=("none",))) == [[]]
