@@ -315,6 +315,8 @@ IndexSegment read_segment(const std::string& dir, const SegmentRecord& r, int64_
     if (sections == h.end() || !sections->is_object() || sections->size() != kSectionCount)
         throw corrupt(path, "header field 'sections' missing or not the 11 sections of format 2", gallery);
     const auto n = static_cast<uint64_t>(seg.count), d = static_cast<uint64_t>(dim);
+    if (n > m.size || (n && d > m.size / n / 2))  // also keeps the section sizes below from overflowing
+        throw corrupt(path, "count " + std::to_string(n) + " x dim " + std::to_string(d) + " does not fit in the file", gallery);
     const uint64_t want[kSectionCount] = {n * d * 2, n * d, n * 4, n * 4, n * 4, n * 8, 0, n * 8, n * 8, n * 8, n * 32};
     uint64_t offset[kSectionCount], nbytes[kSectionCount];
     uint64_t end = header_end;

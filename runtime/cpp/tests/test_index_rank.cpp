@@ -323,6 +323,14 @@ TEST_CASE("index_refusals_segment") {
     h = ordered_header(bytes);
     h["spec_fingerprint"] = std::string(64, '1');
     refused(relinked(h), false, "spec_fingerprint differs");
+    h = ordered_header(bytes);
+    h["count"] = 9999;  // a count the file cannot hold (the guard that keeps section sizes from overflowing)
+    const std::string huge = relinked(h);
+    auto rr = ordered_header(slurp(path));
+    rr["segments"][0]["count"] = 9999;
+    rr["count"] = 9999;
+    spit(path, resum(slurp(path), rr));
+    refused(huge, false, "does not fit in the file");
     spit(path, root_bytes);
     b = bytes;
     b[at("codes")] = static_cast<char>(b[at("codes")] ^ 0x01);
