@@ -157,6 +157,60 @@ def _exact(probe: Path, model: Path, index: Path, got: list[str]) -> bool:
     return want == got
 
 
+def _warm_api(model: Path, gallery: Path, probe: Path, runs: int) -> list[float]:
+    """ms per ``Gallery.search`` top-10 (the Python API, what serve calls), warm, in this process."""
+    from runtime.api import open_encoder, open_gallery
+
+    q = open_encoder(model, "ir").embed([str(probe)])
+    g = open_gallery(gallery, open_encoder(model, "rgb"), refresh=False)
+    g.search(q, 10)  # the first call pages the codes in
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        g.search(q, 10)
+        out.append(1000 * (time.perf_counter() - t))
+    return out
+
+
+def _warm_serve(model: Path, gallery: Path, probe: Path, runs: int, port: int) -> tuple[list[float], float]:
+    """(ms per POST /match top-10 of ``irreid-edge serve --no-refresh``, one client, warm: image
+    decode + embedding + search + JSON; the server's start-up s)."""
+    import http.client
+
+    cmd = [sys.executable, "-m", "runtime.cli", "serve", "--gallery", str(gallery), "--model", str(model),
+           "--port", str(port), "--no-refresh", "--quiet"]
+    t0 = time.perf_counter()
+    server = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        while True:
+            if server.poll() is not None:
+                sys.exit(f"serve exited ({server.returncode}): {server.stderr.read().decode()[-2000:] if server.stderr else ''}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        started = time.perf_counter() - t0
+        body = probe.read_bytes()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        out = []
+        for i in range(runs + 2):
+            t = time.perf_counter()
+            conn.request("POST", "/match?top_k=10", body=body, headers={"Content-Type": "application/octet-stream"})
+            resp = conn.getresponse()
+            payload = resp.read()
+            if resp.status != 200:
+                sys.exit(f"serve /match answered {resp.status}: {payload[:300]!r}")
+            if i >= 2:  # two warm-up requests
+                out.append(1000 * (time.perf_counter() - t))
+        return out, started
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -165,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="work folder (default /tmp/irreid-gallery-scale-<rows>)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fresh", action="store_true", help="rebuild the index even if the work folder has it")
+    ap.add_argument("--warm-runs", type=int, default=20, help="warm searches through the API and serve")
+    ap.add_argument("--port", type=int, default=8767, help="serve's port on 127.0.0.1 for the warm /match")
     args = ap.parse_args(argv)
     work = args.work or Path(f"/tmp/irreid-gallery-scale-{args.rows}")
     work.mkdir(parents=True, exist_ok=True)
@@ -186,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     t_np = json.loads(out_np)["timings_ms"]
     same_np = [r["path"] for r in json.loads(out_np)["probes"][0]["results"]] == got
     exact = _exact(probe, model, index, got) and same_np
+
+    api_ms = _warm_api(model, gallery, probe, args.warm_runs)
+    serve_ms, serve_start = _warm_serve(model, gallery, probe, args.warm_runs, args.port)
 
     adds: dict[int, dict[str, float]] = {}
     for n in (1, 1000):
@@ -211,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     for n, a in adds.items():
         print(f"add {n:>4} row(s): open+commit {a['add_ms']:.1f} ms in process, {a['wall_ms']:.0f} ms wall "
               f"(interpreter and imports {a['import_ms']:.0f} ms)")
+    print(f"warm top-10, median of {args.warm_runs}: API Gallery.search {statistics.median(api_ms):.1f} ms; "
+          f"serve POST /match {statistics.median(serve_ms):.1f} ms (decode + embed with the stand-in model + search "
+          f"+ JSON; serve started in {serve_start:.1f} s)")
     print(f"top-10 equal to numpy over the stored rows: {'yes' if exact else 'no'}")
     print(f"cold open+search {med('open') + med('search'):.0f} ms | add-1 {adds[1]['add_ms']:.0f} ms | "
           f"peak-rss {max(rss):.0f} MB | exact {'yes' if exact else 'no'}")
