@@ -112,6 +112,11 @@ class OrtRunner:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = int(threads)
+        # No spin-waiting after a run. A device embeds and searches in one process (match, serve,
+        # watch): an encoder's pool workers, left spinning on the cores after the embedding, took
+        # them from the gallery search that follows (serve's warm 1M top-10: 160 against 100 ms on
+        # 2 cores; bench/gallery_scale.py) and from the other modality's encoder.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         cache = Path(cache_dir) if cache_dir is not None else None
         if cache is not None and wanted[0] == "TensorrtExecutionProvider":
             cache.mkdir(parents=True, exist_ok=True)

@@ -72,6 +72,9 @@ def _session(threads: int) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    # no spin-waiting after a run: a 2-core device serves embeddings and searches from one process,
+    # and threads spinning for the next MatMulInteger take the cores the encoder needs (and back)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(bytes(buf), opts, providers=["CPUExecutionProvider"])
     _sessions[threads] = session
     return session

@@ -15,6 +15,7 @@ uvicorn's HTTP/1.1 protocol (h11) with two additions, because uvicorn has neithe
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -43,6 +44,7 @@ class _Guarded(H11Protocol):
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        _no_delay(transport)
         self._deadline: asyncio.TimerHandle | None = None
         self._waiting_since = self.loop.time()
         self._arm()
@@ -99,3 +101,17 @@ class _Guarded(H11Protocol):
                 min(victims, key=lambda c: c._waiting_since).transport.close()
                 return True
         return False
+
+
+def _no_delay(transport: Any) -> None:
+    """TCP_NODELAY on an accepted connection. uvicorn writes a response's headers and body in two
+    sends; asyncio sets TCP_NODELAY only on sockets whose ``proto`` is IPPROTO_TCP, and the socket
+    serve binds (proto 0) hands that 0 to every connection it accepts. With Nagle's algorithm on,
+    the body then waited for the client's delayed ACK: every answer after a keep-alive connection's
+    first took 40 ms more (GET /health 44 against 2.5 ms)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # a connection already reset: nothing to answer
+            pass

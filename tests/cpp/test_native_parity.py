@@ -18,7 +18,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.gallery.index import IndexEntry, append_rows, path_hashes, read_index, remove_rows, segment_folder, write_index
+from runtime.gallery.index import (
+    IndexEntry,
+    append_rows,
+    path_hashes,
+    read_index,
+    remove_rows,
+    segment_folder,
+    write_index,
+)
 from runtime.preprocess import preprocess_path
 from runtime.search.int8 import quantise_rows
 from runtime.search.rank import topk

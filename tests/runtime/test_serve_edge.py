@@ -213,3 +213,30 @@ def test_access_log_has_no_token_and_bind_failure_says_so_first(setup: tuple[Pat
     assert busy.returncode == 2 and "cannot listen" in busy.stderr and "serving" not in busy.stderr, busy.stderr
     assert '"GET /info" 200' in log and '"GET /info" 401' in log, log
     assert "s3cret" not in log
+
+
+def test_accepted_connections_do_not_wait_on_nagle() -> None:
+    """serve binds its own socket (proto 0), so asyncio left Nagle's algorithm on for every accepted
+    connection and each keep-alive answer after the first waited ~40 ms for the client's delayed ACK
+    (uvicorn sends headers and body apart). The protocol sets TCP_NODELAY itself: checked on a real
+    accepted connection of such a socket."""
+    from runtime.serve.conn import _no_delay
+
+    class _Transport:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def get_extra_info(self, name: str) -> socket.socket | None:
+            return self.sock if name == "socket" else None
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:  # proto 0, as serve binds it
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        with socket.create_connection(listener.getsockname()) as client:
+            conn, _ = listener.accept()
+            with conn:
+                assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0  # what asyncio leaves
+                _no_delay(_Transport(conn))
+                assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+                client.sendall(b"x")
+                assert conn.recv(1) == b"x"
