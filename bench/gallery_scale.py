@@ -217,7 +217,7 @@ def _warm_serve(model: Path, gallery: Path, probe: Path, runs: int, port: int) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=1536)
     ap.add_argument("--runs", type=int, default=5, help="cold matches (each a fresh process)")
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n{args.rows} x {args.dim} gallery, cold `irreid-edge match` x {args.runs} (fresh processes, "
           "page cache warm), medians in ms:")
-    print(f"  {'phase':<14}{'auto (int8 codes)':>18}{'numpy (before)':>16}")
+    print(f"  {'phase':<14}{'auto (int8 codes)':>18}{'numpy':>16}")
     for key in ("startup", "model", "open", "embed", "search", "wall"):
         before = t_np.get(key, 1000 * wall_np - t_np["total"] if key == "startup" else 1000 * wall_np)
         print(f"  {key:<14}{med(key):>18.1f}{before:>16.1f}")

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..base.onnx_bytes import DTYPES, attr_int, model_bytes, node, tensor, value_info
-from .int8 import _EPS32, _HUGE, _OUT_BYTES, _ZP, CODE_ZERO_POINT, _split_queries, exact_scores
+from .int8 import _EPS32, _HUGE, _OUT_BYTES, _ZP, CODE_ZERO_POINT, _split_queries, cosine_scores
 from .topk import topk_from_distances
 
 __all__ = ["CodedRows", "search_codes"]
@@ -57,6 +57,10 @@ _GRAPH = [
     node("Mul", ["e0", "scale"], ["est"]),  # (n, B) * (n, 1)
 ]
 _sessions: dict[int, Any] = {}
+# xnorm is ||x_i|| rounded up (float64 norm inflated by (D + 4) u, then up to float32), so
+# ||x_i|| >= xnorm * _NORM_LOW for any D below 2**28
+_NORM_LOW = 1.0 - 2.0**-21
+_NORM_SLACK = 1.0 / _NORM_LOW - 1.0 + 2.0**-22  # relative: the norm interval, and float32 rounding
 
 
 def _session(threads: int) -> Any:
@@ -150,29 +154,48 @@ def search_codes(segments: Sequence[CodedRows], queries: np.ndarray, k: int, kee
         tiny = 1e-5 * qnorm[s0:s0 + per_call] + 8 * _EPS32
         a = (qhat_norm * (1 + 1e-5) + tiny).astype(np.float32)  # (B,)
         beta = ((rq_norm * (1 + 1e-5) + tiny) * xnorm_max + 8 * _EPS32).astype(np.float32)
-        # (segment, est (n, B), width (n, B), usable mask or None, first logical row) of searchable segments
-        passes: list[tuple[CodedRows, np.ndarray, np.ndarray, np.ndarray | None, int]] = []
+        # (segment, est (n, B), width (n, B), usable mask or None, first logical row, 1/xnorm)
+        passes: list[tuple[CodedRows, np.ndarray, np.ndarray, np.ndarray | None, int, np.ndarray]] = []
         for seg, u, m, off in zip(segments, usable, masks, offsets, strict=True):
             if not u:
                 continue
             est = _session(threads).run(["est"], {"codes": seg.codes, "parts": parts, "coef": np.ascontiguousarray(coef.T),
                                                   "scale": np.asarray(seg.scale, np.float32)[:, None]})[0]
-            passes.append((seg, est, np.asarray(seg.rnorm, np.float32)[:, None] * a[None, :], m, off))
+            xn = np.asarray(seg.xnorm, np.float32)
+            with np.errstate(divide="ignore"):
+                inv = np.where(xn > 0, 1.0 / xn, 0.0).astype(np.float32)  # a row of zeros scores 0
+            passes.append((seg, est, np.asarray(seg.rnorm, np.float32)[:, None] * a[None, :], m, off, inv))
         for j in range(len(qs)):
-            lows = [(e[:, j] - w[:, j]) if m is None else (e[:, j] - w[:, j])[m] for _, e, w, m, _ in passes]
-            lower = np.concatenate(lows)
+            # Bounds of the cosine q.x_i / ||x_i||: [lo_i, hi_i] bound q.x_i (runtime.search.int8), and
+            # 1/||x_i|| lies in [inv_i, inv_i / _NORM_LOW]; scaling by inv_i moves a bound by at most
+            # |bound| * _NORM_SLACK, so every bound stays within R * _NORM_SLACK of lo/hi * inv,
+            # R = the largest |lo * inv|, |hi * inv|, and 4 R _NORM_SLACK covers both sides and the
+            # float32 rounding of the products.
+            b = np.float32(beta[j])
+            bounds = []
+            r = 0.0
+            for _, e, w, m, _, inv in passes:
+                lo_n = np.subtract(e[:, j], w[:, j])  # in place from here: no more 4 MB temporaries per 1M rows
+                lo_n -= b
+                lo_n *= inv
+                hi_n = np.add(e[:, j], w[:, j])
+                hi_n += b
+                hi_n *= inv
+                r = max(r, float(hi_n.max()), -float(lo_n.min()))
+                bounds.append((lo_n if m is None else lo_n[m], hi_n))
+            lower = np.concatenate([lo for lo, _ in bounds])
             kth = float(np.partition(lower, lower.size - k)[lower.size - k])  # k-th largest lower bound
-            tau = np.float32(kth - 2 * float(beta[j]))
+            tau = np.float32(kth - 4 * _NORM_SLACK * max(r, abs(kth)) - 1e-30)
             q64 = qs[j].astype(np.float64)
             cand_ids, cand_d = [], []
-            for seg, e, w, m, off in passes:
-                hit = e[:, j] + w[:, j] >= tau
+            for (seg, _, _, m, off, _), (_, hi_n) in zip(passes, bounds, strict=True):
+                hit = hi_n >= tau
                 if m is not None:
                     hit &= m
                 rows = np.flatnonzero(hit)
                 d = np.empty(rows.size, np.float32)
                 for c in range(0, rows.size, 8192):
-                    d[c:c + 8192] = 1.0 - exact_scores(seg.rows[rows[c:c + 8192]], q64)
+                    d[c:c + 8192] = 1.0 - cosine_scores(seg.rows[rows[c:c + 8192]], q64)
                 cand_ids.append(off + _logical(rows, seg.dead))
                 cand_d.append(d)
             all_ids, all_d = np.concatenate(cand_ids), np.concatenate(cand_d)

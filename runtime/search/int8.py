@@ -312,7 +312,24 @@ def exact_scores(rows: np.ndarray, q64: np.ndarray) -> np.ndarray:
     (float16/float32 times float32) and are summed by a fixed pairwise tree of elementwise adds,
     which IEEE 754 defines bit for bit: identical rows get identical scores anywhere, on any CPU.
     """
-    p = np.asarray(rows, dtype=np.float64) * q64  # (c, D)
+    return _tree_sum(np.asarray(rows, dtype=np.float64) * q64)
+
+
+def cosine_scores(rows: np.ndarray, q64: np.ndarray) -> np.ndarray:
+    """q.x_i / ||x_i|| for each row of ``rows`` (c, D), float64: ``exact_scores`` over the rows as
+    re-normalised (float16 rounding moves a stored row's norm off 1 by up to ~5e-4; ranking is by
+    cosine, as the float32 copies of index format 1 and the C++ ranker do). The squared norm is
+    summed by the same fixed tree, so identical rows still get identical scores on any CPU. A row
+    of zeros scores 0."""
+    x = np.asarray(rows, dtype=np.float64)
+    sq = _tree_sum(x * x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(sq > 0, 1.0 / np.sqrt(sq), 0.0)
+    return _tree_sum(x * q64) * inv
+
+
+def _tree_sum(p: np.ndarray) -> np.ndarray:
+    """Row sums of (c, D) float64 by a fixed pairwise tree of elementwise adds (bit-reproducible)."""
     width = 1 << max(0, (p.shape[1] - 1).bit_length())
     if width != p.shape[1]:  # zero-pad to a power of two: adding +0.0 changes no sum
         p = np.concatenate([p, np.zeros((p.shape[0], width - p.shape[1]))], axis=1)

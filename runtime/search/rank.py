@@ -44,6 +44,8 @@ def _numpy_topk(queries: np.ndarray, gallery: np.ndarray, k: int, chunk_rows: in
     best_i, best_d = [], []
     for s in range(0, gallery.shape[0], chunk_rows):
         block = np.asarray(gallery[s:s + chunk_rows], dtype=np.float32)
+        if gallery.dtype == np.float16:  # stored rows: re-normalised (cosine), as every backend ranks them
+            block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
         i, d = topk_from_distances(1.0 - queries @ block.T, k)
         best_i.append(i + s)
         best_d.append(d)
@@ -58,7 +60,10 @@ def _faiss_topk(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.nd
     except ImportError:
         raise ValueError("the faiss backend needs faiss-cpu: `pip install faiss-cpu`, or use --search numpy") from None
     index = faiss.IndexFlatIP(gallery.shape[1])
-    index.add(np.ascontiguousarray(gallery, dtype=np.float32))
+    rows = np.array(gallery, dtype=np.float32)
+    if gallery.dtype == np.float16:  # stored rows: re-normalised, as _numpy_topk does
+        rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    index.add(rows)
     sims, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, gallery.shape[0]))
     return idx.astype(np.int64), (1.0 - sims).astype(np.float32)
 

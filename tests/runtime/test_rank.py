@@ -37,9 +37,12 @@ def test_float16_gallery_is_ranked_through_float32_chunks() -> None:
     q, g = _data(n=1000)
     g16 = g.astype(np.float16)
     i16, d16 = topk(q, g16, 7, chunk_rows=128)  # several chunks, merged
-    i32, d32 = topk(q, g16.astype(np.float32), 7)
+    g32 = g16.astype(np.float32)
+    i32, d32 = topk(q, g32 / np.linalg.norm(g32, axis=1, keepdims=True), 7)  # stored rows rank by cosine
     np.testing.assert_array_equal(i16, i32)
     np.testing.assert_allclose(d16, d32, atol=1e-6)
+    _, raw_d = topk(q, g32, 7)  # the float32 gallery as given: not re-normalised
+    assert np.abs(raw_d - d32).max() > 1e-6
 
 
 def test_query_in_gallery_comes_first_at_zero() -> None:

@@ -1,7 +1,8 @@
 """runtime.search.codes: exact top-k over an index's stored int8 codes, across segments, dead rows and filters.
 
 The oracle is brute force over the live rows with the same distance definition and tie rule as
-runtime.search.int8's tests (float32(1 - exact_scores), ties by logical row). The worst-case
+runtime.search.int8's tests, over the rows re-normalised (float32(1 - cosine_scores): ranking is by
+cosine, and float16 rounding moves a stored row's norm off 1), ties by logical row. The worst-case
 products test matters on AVX2-only CI machines: there MLAS sums uint8 x int8 pairs in saturating
 int16 (vpmaddubsw), and the stored codes (up to 255) times the query parts (up to 63) must stay
 below 32767; on AVX-512-VNNI machines the same test runs the VNNI kernel.
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from runtime.search.codes import _session, search_codes
-from runtime.search.int8 import CODE_ZERO_POINT, exact_scores, quantise_rows
+from runtime.search.int8 import CODE_ZERO_POINT, cosine_scores, quantise_rows
 from runtime.search.rank import search_index, topk, topk_from_distances
 
 RNG = np.random.default_rng(7)
@@ -37,7 +38,7 @@ def _live(segments: list[SimpleNamespace]) -> np.ndarray:
 
 
 def _oracle(q: np.ndarray, rows: np.ndarray, k: int, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    d = np.stack([(1.0 - exact_scores(rows, r.astype(np.float64))).astype(np.float32) for r in np.atleast_2d(q)])
+    d = np.stack([(1.0 - cosine_scores(rows, r.astype(np.float64))).astype(np.float32) for r in np.atleast_2d(q)])
     if keep is not None:
         d[:, ~keep] = np.inf
         k = min(k, int(keep.sum()))
