@@ -9,10 +9,20 @@ Variants (all on the same N x D gallery, all kept in memory, then their searches
   local-int8    runtime.search.rank.topk backend="int8" (runtime/search/int8.py); insert = its build
   faiss-flat    faiss.IndexFlatIP: add, then search
   milvus-flat   runtime.gallery.store MilvusStore on Milvus Lite, FLAT index (exact, the default):
-                insert = store.add (existence check + upsert, 16 MB requests); search = store.search
-                (top-10 + 8 candidates with their vectors, re-scored and sorted by (distance, id))
-  milvus-hnsw   the same with ?index=hnsw (M=16, efConstruction=200, ef=64); insert includes the build
-  milvus-ivf    the same with ?index=ivf_flat (nlist=1024, nprobe=16)
+                insert = store.add in --add-rows calls (existence check, then the engine's writes:
+                16 MB upserts on Milvus Lite 3.x, 1 MB inserts 8 at a time on 2.x), then flush,
+                wait for the index, close and reopen; "add alone" is the store.add calls only,
+                in wall time and per CPU-second of this process and its children (Milvus Lite
+                3.x's engine runs in this process, 2.x's in a child process);
+                search = store.search (top-10 + 8 candidates with their vectors, re-scored and
+                sorted by (distance, id))
+  milvus-hnsw   the same with ?index=hnsw (the store's M, efConstruction, ef, or --hnsw 'M=32&...')
+  milvus-ivf    the same with ?index=ivf_flat (the store's nlist, nprobe, or --ivf 'nlist=256')
+  --ef 256 1024 / --nprobe 64 256: also search the same HNSW / IVF collection with each of these
+                (reopened with ?ef=... / ?nprobe=..., as `match --store` would be)
+
+    python bench/store_bench.py --n 100000 --data random --only milvus-flat
+    python bench/store_bench.py --n 100000 --data random --only milvus-hnsw milvus-ivf --ef 256 1024 --nprobe 256 1024
 Latency, interleaved (the variants take turns query by query, so the load of a shared machine weighs
 on all alike): "1 query" is the median of --queries (>= 32) single-query calls after a warm-up;
 "32/call" the median of 3 calls of 32 queries (ms per call). recall@10 is against exact numpy search on the same
@@ -105,46 +115,107 @@ def build_faiss(g: np.ndarray) -> tuple[float, Search, Callable[[], None]]:
     return time.perf_counter() - t, lambda x: index.search(np.ascontiguousarray(x), 10)[1].tolist(), index.reset
 
 
-def build_milvus(g: np.ndarray, spec: ModelSpec, work: Path, index: str) -> tuple[float, Search, Callable[[], None]]:
-    """Insert = store.add in 10k-row calls, then flush and wait until the vector index covers every row."""
+def build_milvus(g: np.ndarray, spec: ModelSpec, work: Path, index: str, options: str = "",
+                 info: dict[str, float] | None = None, add_rows: int = 10_000) -> tuple[float, Search, Callable[[], None]]:
+    """Insert = store.add in --add-rows calls (each split by the store into requests of the size its
+    engine takes best), then flush and wait until the vector index covers every row. ``info`` receives
+    the add-only time (wall, and CPU of this process and its children: Milvus Lite 3.x's engine runs
+    in this process, Milvus Lite 2.x's in a child) and the flush+index wait."""
     from runtime.gallery.store.uri import open_store
 
     n = g.shape[0]
     ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(n)]
-    row_of = {h: i for i, h in enumerate(ids)}
     opts = {"flat": "", "hnsw": "?index=hnsw", "ivf_flat": "?index=ivf_flat"}[index]
-    store: Any = open_store(f"milvus-lite:{work / f'milvus_{index}.db'}{opts}", spec, create=True)
-    t = time.perf_counter()
-    for s in range(0, n, 10_000):
-        store.add(g[s:s + 10_000], [Entry(ids[i], f"{i:08d}.jpg") for i in range(s, min(n, s + 10_000))])
+    if options and index != "flat":
+        opts += "&" + options
+    uri = f"milvus-lite:{work / f'milvus_{index}.db'}{opts}"
+    store: Any = open_store(uri, spec, create=True)
+    step = add_rows
+    t, c = time.perf_counter(), cpu_seconds()
+    for s in range(0, n, step):
+        store.add(g[s:s + step], [Entry(ids[i], f"{i:08d}.jpg") for i in range(s, min(n, s + step))])
+    add_s, add_cpu = time.perf_counter() - t, cpu_seconds() - c
     _wait_indexed(store, n)
+    # Closing stops Milvus Lite's engine once its background index builds are done (Milvus Lite 3.x
+    # reports every row indexed before they are); reopened, the collection is searched through them.
+    store.close()
+    store = open_store(uri, spec)
     ins = time.perf_counter() - t
     assert len(store) == n
+    if info is not None:
+        info.update(add_s=add_s, add_cpu_s=add_cpu, index_wait_s=ins - add_s)
+    _OPEN[index] = store
+    return ins, _milvus_search(store, ids), store.close
+
+
+_OPEN: dict[str, Any] = {}  # index kind -> the MilvusStore build_milvus left open (for the --ef / --nprobe sweeps)
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its live children (Milvus Lite 2.x runs its engine in a
+    child process, which time.process_time does not see; Linux /proc, else this process alone)."""
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for task in Path("/proc/self/task").glob("*/children"):
+        for pid in task.read_text().split():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the child has exited
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (stat fields 14, 15)
+    return total
+
+
+def _milvus_search(store: Any, ids: list[str]) -> Search:
+    row_of = {h: i for i, h in enumerate(ids)}
 
     def search(x: np.ndarray) -> list[list[int]]:
         return [[row_of[h.entry.id] for h in hits] for hits in store.search(x, 10)]
 
-    return ins, search, store.close
+    return search
+
+
+def reopen_milvus(index: str, option: str, n: int) -> tuple[Search, Callable[[], None]]:
+    """The collection build_milvus made, searched with a search option (``ef=512``, ``nprobe=64``) as
+    `match --store milvus-lite:...?ef=512` would: a MilvusStore on the same client with that URI. (A
+    second client failed once, after a 10-minute run, with "Fail connecting to server" right after
+    gRPC's too_many_pings GOAWAY on Milvus Lite 3.2.2; not reproduced on a small store.)"""
+    from runtime.gallery.store.milvus import MilvusStore
+    from runtime.gallery.store.uri import parse_store_uri
+
+    base = _OPEN[index]
+    uri = parse_store_uri(base.uri.text + ("&" if "?" in base.uri.text else "?") + option)
+    store = MilvusStore(base.client, uri, base.spec, base.collection, base.index, base.engine)
+    return _milvus_search(store, [hashlib.sha256(str(i).encode()).hexdigest() for i in range(n)]), lambda: None
 
 
 def _wait_indexed(store: Any, n: int, timeout: float = 3600) -> None:
-    """Flush, then wait until the vector index covers every row (HNSW/IVF build in the background)."""
+    """Flush, then wait until the engine reports the vector index covering every row."""
     store.flush()
     store.client.flush(store.collection)
     t = time.perf_counter()
     while time.perf_counter() - t < timeout:
         info = store.client.describe_index(store.collection, "vec")
-        if int(info.get("indexed_rows", n)) >= n and not int(info.get("pending_index_rows", 0)):
+        if int(info.get("pending_index_rows", 0)):
+            time.sleep(0.5)
+            continue
+        # Milvus Lite 2.x counts no rows here (total_rows 0) and builds on flush: its state is the word
+        if int(info.get("indexed_rows", n)) >= n or (not int(info.get("total_rows", 0)) and info.get("state") == "Finished"):
             return
         time.sleep(0.5)
 
 
-def build(name: str, g: np.ndarray, spec: ModelSpec, work: Path) -> tuple[float, Search, Callable[[], None]]:
+MILVUS_INDEX = {"milvus-flat": "flat", "milvus-hnsw": "hnsw", "milvus-ivf": "ivf_flat"}
+
+
+def build(name: str, g: np.ndarray, spec: ModelSpec, work: Path, args: argparse.Namespace,
+          info: dict[str, float]) -> tuple[float, Search, Callable[[], None]]:
     if name in ("local-numpy", "local-int8"):
         return build_local(g, spec, work, name.split("-")[1])
     if name == "faiss-flat":
         return build_faiss(g)
-    return build_milvus(g, spec, work, {"milvus-flat": "flat", "milvus-hnsw": "hnsw", "milvus-ivf": "ivf_flat"}[name])
+    options = {"milvus-hnsw": args.hnsw, "milvus-ivf": args.ivf}.get(name, "")
+    return build_milvus(g, spec, work, MILVUS_INDEX[name], options, info, args.add_rows)
 
 
 def interleaved(searches: dict[str, Search], q: np.ndarray, rounds: int = 3, b: int = 32) -> dict[str, tuple[float, float]]:
@@ -179,6 +250,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap.add_argument("--only", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     ap.add_argument("--workdir", help="folder for the index file and the Milvus Lite .db (default: a temp dir)")
     ap.add_argument("--json", help="also write the rows as JSON here")
+    ap.add_argument("--add-rows", type=int, default=10_000, help="rows per store.add call (Milvus)")
+    ap.add_argument("--hnsw", default="", help="milvus-hnsw build options as in the store URI, e.g. 'M=16&efConstruction=200'"
+                    " (default: the store's)")
+    ap.add_argument("--ivf", default="", help="milvus-ivf build options, e.g. 'nlist=1024' (default: the store's)")
+    ap.add_argument("--ef", type=int, nargs="*", default=[], help="also search milvus-hnsw with each of these ef")
+    ap.add_argument("--nprobe", type=int, nargs="*", default=[], help="also search milvus-ivf with each of these nprobe")
     return ap
 
 
@@ -187,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = ModelSpec(name="bench", modality="rgb", input_height=256, input_width=128, embedding_dim=args.dim)
     rows = []
     print(f"store_bench: dim {args.dim}, data {args.data}, {args.queries} single queries + 3 x 32, "
-          f"load {os.getloadavg()[0]:.1f}", flush=True)
+          f"{_versions('pymilvus', 'milvus-lite', 'faiss-cpu')}, load {os.getloadavg()[0]:.1f}", flush=True)
     for n in args.n:
         g, q = make_data(n, args.dim, max(args.queries, 32), args.data, args.per_id)  # (N, D), (Q, D)
         from runtime.gallery.store.milvus import stored_rows
@@ -198,21 +275,37 @@ def main(argv: list[str] | None = None) -> int:
         searches: dict[str, Search] = {}
         closers: list[Callable[[], None]] = []
         inserts: dict[str, float] = {}
+        infos: dict[str, dict[str, float]] = {}
         try:
             for name in args.only:
-                inserts[name], searches[name], close = build(name, g, spec, work)
+                infos[name] = {}
+                inserts[name], searches[name], close = build(name, g, spec, work, args, infos[name])
                 closers.append(close)
+                extra = ""
+                if "add_s" in infos[name]:
+                    i = infos[name]
+                    extra = (f"; add alone {n / i['add_s']:,.0f} rows/s wall ({i['add_s']:.1f}s), "
+                             f"{n / i['add_cpu_s']:,.0f} rows per CPU-second; flush + index + reopen {i['index_wait_s']:.1f}s")
                 print(f"  {n} x {args.dim} {name}: insert {n / inserts[name]:,.0f} rows/s "
-                      f"({inserts[name]:.1f}s, load {os.getloadavg()[0]:.1f})", flush=True)
+                      f"({inserts[name]:.1f}s{extra}, load {os.getloadavg()[0]:.1f})", flush=True)
+            sweeps = ([("milvus-hnsw", "hnsw", f"ef={v}") for v in args.ef if "milvus-hnsw" in searches]
+                      + [("milvus-ivf", "ivf_flat", f"nprobe={v}") for v in args.nprobe if "milvus-ivf" in searches])
+            for base, index, option in sweeps:
+                searches[f"{base} {option}"], close = reopen_milvus(index, option, n)
+                closers.append(close)
+                inserts[f"{base} {option}"], infos[f"{base} {option}"] = inserts[base], infos[base]
             lat = interleaved(searches, q)
-            for name in args.only:
+            for name in searches:
                 row = {"n": n, "dim": args.dim, "variant": name, "insert_s": inserts[name],
                        "insert_rows_per_s": n / inserts[name], "lat1_ms": lat[name][0], "lat32_ms": lat[name][1],
                        "recall@10": recall(searches[name](q), exact), "load": os.getloadavg()[0]}
+                if "add_s" in infos[name]:
+                    row.update(add_rows_per_s=n / infos[name]["add_s"], add_rows_per_cpu_s=n / infos[name]["add_cpu_s"],
+                               index_wait_s=infos[name]["index_wait_s"])
                 rows.append(row)
                 print(_fmt(row), flush=True)
         finally:
-            for close in closers:
+            for close in reversed(closers):
                 close()
             shutil.rmtree(work, ignore_errors=True)
         del g, searches
@@ -223,6 +316,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _versions(*dists: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for d in dists:
+        try:
+            out.append(f"{d} {version(d)}")
+        except PackageNotFoundError:
+            out.append(f"no {d}")
+    return ", ".join(out)
+
+
 def _fmt(r: dict[str, Any]) -> str:
     return (f"  {r['n']:>8} x {r['dim']} {r['variant']:<12} insert {r['insert_rows_per_s']:>9.0f} rows/s "
             f"({r['insert_s']:.1f}s), top-10 1 query {r['lat1_ms']:.2f} ms, 32/call {r['lat32_ms']:.1f} ms, "
@@ -230,11 +335,12 @@ def _fmt(r: dict[str, Any]) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| N x D | store | insert rows/s | top-10, 1 query (ms) | top-10, 32 queries/call (ms per call) "
-            "| recall@10 vs exact |\n|---|---|---:|---:|---:|---:|")
+    head = ("| N x D | store | insert rows/s | add alone rows/s (per CPU-s) | top-10, 1 query (ms) "
+            "| top-10, 32 queries/call (ms per call) | recall@10 vs exact |\n|---|---|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
-        lines.append(f"| {r['n']:,} x {r['dim']} | {r['variant']} | {r['insert_rows_per_s']:,.0f} | "
+        add = f"{r['add_rows_per_s']:,.0f} ({r['add_rows_per_cpu_s']:,.0f})" if "add_rows_per_s" in r else ""
+        lines.append(f"| {r['n']:,} x {r['dim']} | {r['variant']} | {r['insert_rows_per_s']:,.0f} | {add} | "
                      f"{r['lat1_ms']:.2f} | {r['lat32_ms']:.1f} | {r['recall@10']:.3f} |")
     return "\n".join(lines)
 

@@ -18,6 +18,9 @@ pytest.importorskip("milvus_lite", reason="milvus-lite is not installed or canno
 from cli_fixtures import cli, cli_json, make_good_gallery, make_model_dir, save_crop
 from serve_fixtures import running_server
 
+from runtime.gallery.store.engine import LITE_NATIVE, Engine, engine_for, installed_lite_version
+from runtime.gallery.store.uri import parse_store_uri
+
 
 def test_serve_matches_and_writes_a_milvus_store(tmp_path: Path) -> None:
     model = make_model_dir(tmp_path / "model")
@@ -70,6 +73,10 @@ def _index_files(db: Path) -> list[Path]:
     return sorted(db.glob("collections/*/partitions/*/indexes/*.idx"))
 
 
+def _engine() -> Engine:
+    return engine_for(parse_store_uri("milvus-lite:x.db"), installed_lite_version())
+
+
 def test_an_acknowledged_write_survives_kill_9_and_a_torn_index_file(tmp_path: Path) -> None:
     """serve killed with SIGKILL right after acknowledging an add: the next process reads it. Then
     Milvus Lite's vector index file is truncated, as a kill in the middle of writing it leaves it
@@ -89,6 +96,13 @@ def test_an_acknowledged_write_survives_kill_9_and_a_torn_index_file(tmp_path: P
     args = ("match", "--probe", str(new), "--model", str(model), "--store", store, "--camera", "k9",
             "--gallery-modality", "rgb", "--probe-modality", "rgb", "--top-k", "1", "--quiet")
     assert [r["id"] for r in cli_json(*args)["probes"][0]["results"]] == [added["entry"]["id"]]
+    if _engine() is LITE_NATIVE:  # Milvus Lite 2.x: one SQLite file, no index file to tear; a cut file is refused
+        db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
+        r = cli(*args, check=False)
+        ours = [line for line in r.stderr.splitlines() if line.startswith("irreid-edge")]  # the engine logs too
+        assert r.returncode == 2 and "Traceback" not in r.stderr and len(ours) == 1, r.stderr
+        assert "or the file is damaged" in ours[0], r.stderr
+        return
     torn = _index_files(db)
     assert torn, "Milvus Lite wrote no index file: its layout changed; update runtime/gallery/store/milvus.py"
     for f in torn:

@@ -6,7 +6,9 @@ the full fingerprint and the spec JSON, so a collection is never searched with a
 embeddings (the same rule as the local index file, runtime/gallery/indexer.py ``check_spec``).
 
 Schema: ``id`` (the sha256 of the image bytes, primary key), ``vec`` (FLOAT_VECTOR, metric IP),
-``path``, ``camera``, ``ts`` (DOUBLE, nullable), ``modality``, ``device``.
+``path``, ``camera``, ``ts`` (DOUBLE, nullable; NaN for "no time" where the engine has no nullable
+fields, Milvus Lite 2.x), ``modality``, ``device``. What differs between a Milvus server, Milvus Lite
+3.x and Milvus Lite 2.x is in ``engine.py``.
 
 Vectors are stored as the local index holds them: L2-normalised, rounded to float16, re-normalised in
 float32 (runtime/gallery/index.py ``_unit_f16`` / ``as_float32``), so both stores rank the same vectors.
@@ -26,8 +28,10 @@ import json
 import logging
 import math
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,15 +39,21 @@ import numpy as np
 
 from .address import StoreError, StoreURI
 from .base import MAX_LABEL_BYTES, MAX_PATH_BYTES, Entry, Filters, Hit, check_entry, check_label
+from .engine import Engine, check_index, check_uri, engine_for, installed_lite_version
 
 if TYPE_CHECKING:
     from ...spec import ModelSpec
 
-__all__ = ["MilvusStore", "filter_expression", "literal", "stored_rows"]
+__all__ = ["MilvusStore", "build_params", "filter_expression", "literal", "stored_rows"]
 
 _MAX_LIMIT = 16384  # Milvus's ceiling on a search's limit (topk)
+# Rows per insert request: the engine's batch_bytes / batch_rows (engine.py, docs/fleet.md "Writes").
 _ID_CHUNK = 1000  # ids per get/delete request
 _OUTPUT = ["path", "camera", "ts", "modality", "device"]
+# ANN defaults (URI options M, efConstruction, ef, nlist, nprobe override them; docs/fleet.md has
+# the recall each gives).
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF = 16, 200, 64
+IVF_NLIST, IVF_NPROBE = 1024, 16
 
 
 def _pymilvus() -> Any:
@@ -131,8 +141,11 @@ def _spec_line(spec_json: str | None, fp: str) -> str:
 class MilvusStore:
     """The gallery of one model in one Milvus collection. Open with ``runtime.gallery.store.open_store``."""
 
-    def __init__(self, client: Any, uri: StoreURI, spec: ModelSpec, collection: str, index: str) -> None:
+    def __init__(self, client: Any, uri: StoreURI, spec: ModelSpec, collection: str, index: str,
+                 engine: Engine) -> None:
         self.client, self.uri, self.spec, self.collection, self.index = client, uri, spec, collection, index
+        self.engine = engine
+        self._write_lock = threading.Lock()  # add / remove: existence check and write as one step
         self.rescore_margin = 8  # extra candidates fetched beyond top_k (see the module docstring)
         self._added = 0  # rows added since opening: close() seals them (see close)
 
@@ -140,22 +153,24 @@ class MilvusStore:
     @classmethod
     def open(cls, uri: StoreURI, spec: ModelSpec, *, create: bool = False, token: str = "") -> MilvusStore:
         pm = _pymilvus()
-        client = _connect(pm, uri, token)
+        engine = engine_for(uri, installed_lite_version())
+        check_uri(engine, uri)
+        client = _connect(pm, uri, token, engine)
         try:
             collection = _collection_name(uri.name, spec)
             if client.has_collection(collection):
                 index = _check_existing(client, uri, spec, collection)
                 # a reopened collection is "released"; loading a loaded one is a no-op
-                _load(client, uri, collection)
+                _load(client, uri, collection, engine)
             elif create:
                 try:
-                    index = _create(pm, client, uri, spec, collection)
+                    index = _create(pm, client, uri, spec, collection, engine)
                 except StoreError:
                     # another device created it between has_collection and create: use theirs
                     if not client.has_collection(collection):
                         raise
                     index = _check_existing(client, uri, spec, collection)
-                    _load(client, uri, collection)
+                    _load(client, uri, collection, engine)
             else:
                 raise StoreError(_missing_message(client, uri, spec))
         except BaseException as e:
@@ -166,7 +181,7 @@ class MilvusStore:
                                  "store is damaged, restore the store from a backup or fill a new one with "
                                  "`irreid-edge index --store` (docs/fleet.md)") from e
             raise
-        return cls(client, uri, spec, collection, index)
+        return cls(client, uri, spec, collection, index, engine)
 
     # -- the GalleryStore protocol ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -196,24 +211,36 @@ class MilvusStore:
         for e in entries:
             _check_entry(e)
         first = {e.id: i for i, e in reversed(list(enumerate(entries)))}  # the first of duplicate ids
-        have = self.existing(list(first))
-        rows = [i for i in sorted(first.values()) if entries[i].id not in have]
-        if not rows:
-            return 0
-        vecs = stored_rows(emb[rows])
-        step = max(1, (16 << 20) // (4 * emb.shape[1]))  # ~16 MB of vectors per request
-        for s in range(0, len(rows), step):
-            data = [_row(entries[i], vecs[s + j]) for j, i in enumerate(rows[s:s + step])]
-            # upsert, not insert: Milvus does not enforce unique primary keys on insert, and two
-            # devices racing to add the same image must still leave one row.
-            self._call("upsert", self.client.upsert, self.collection, data)
-        self._added += len(rows)
+        # Milvus does not enforce unique primary keys on insert: the engine's ``write`` is upsert
+        # wherever another process may add the same image between the check and the write (two
+        # devices on a server), and insert only where this process owns the store (engine.py); the
+        # lock makes check-then-write one step for this process's threads (serve).
+        write = getattr(self.client, self.engine.write)
+        with self._write_lock:
+            have = self.existing(list(first))
+            rows = [i for i in sorted(first.values()) if entries[i].id not in have]
+            if not rows:
+                return 0
+            vecs = stored_rows(emb[rows])
+
+            def send(span: tuple[int, int]) -> int:
+                lo, hi = span
+                data = [_row(entries[rows[j]], vecs[j], self.engine.nullable) for j in range(lo, hi)]
+                # one request per batch, no flush: the write is acknowledged once it is in
+                # Milvus's write-ahead log (see close for what that guarantees)
+                self._call(self.engine.write, write, self.collection, data)
+                return hi - lo
+
+            spans = _batches([entries[i] for i in rows], emb.shape[1], self.engine.batch_bytes, self.engine.batch_rows)
+            for n in _in_flight(send, spans, self.engine.in_flight):
+                self._added += n
         return len(rows)
 
     def remove(self, ids: Sequence[str]) -> int:
-        have = sorted(self.existing(ids))
-        for s in range(0, len(have), _ID_CHUNK):
-            self._call("delete", self.client.delete, self.collection, ids=have[s:s + _ID_CHUNK])
+        with self._write_lock:
+            have = sorted(self.existing(ids))
+            for s in range(0, len(have), _ID_CHUNK):
+                self._call("delete", self.client.delete, self.collection, ids=have[s:s + _ID_CHUNK])
         return len(have)
 
     def get(self, entry_id: str) -> Entry | None:
@@ -241,10 +268,21 @@ class MilvusStore:
         return out
 
     def close(self) -> None:
-        """Milvus acknowledges a write once it is durable (its write-ahead log), so no accepted
-        write waits on this. After adds, close flushes once: that seals the new rows into segments
-        that get the vector index, where unsealed ("growing") rows are searched by brute force
-        (slow in Milvus Lite; docs/fleet.md). Closing also stops Milvus Lite's engine."""
+        """Milvus acknowledges a write once its write-ahead log holds it, so no accepted write waits
+        on this. What that means in Milvus Lite 3.2 (milvus_lite/storage/wal.py, engine/collection.py):
+        ``upsert`` returns after the rows are appended to an Arrow WAL file and that file is flushed
+        to the operating system, not fsynced; so an acknowledged write survives the process being
+        killed (tests/runtime/test_serve_store.py). It does not promise more: Milvus Lite fsyncs its
+        manifest but neither the WAL as it grows nor the Parquet files a flush writes, so a power cut
+        or kernel crash can lose recent writes, and a flush per call would not change that. A Milvus
+        server acknowledges once its log (message queue) has the write. Milvus Lite 2.x commits each
+        request to its SQLite file with fdatasync (four per request, seen with strace), so its
+        acknowledged writes survive a power cut too. ``add`` therefore flushes nothing per call;
+        Milvus Lite 3.x seals rows on its own when 128 MB of them are pending.
+
+        After adds, close flushes once: that seals the new rows into segments that get the vector
+        index, where unsealed ("growing") rows are searched by brute force (slow in Milvus Lite;
+        docs/fleet.md). Closing also stops Milvus Lite's engine."""
         if self.client is None:
             return
         try:
@@ -275,9 +313,9 @@ class MilvusStore:
     def _search_params(self, fetch: int) -> dict[str, int]:
         o = self.uri.options
         if self.index == "hnsw":
-            return {"ef": max(o.get("ef", 64), fetch)}
+            return {"ef": max(o.get("ef", HNSW_EF), fetch)}
         if self.index == "ivf_flat":
-            return {"nprobe": o.get("nprobe", 16)}
+            return {"nprobe": o.get("nprobe", IVF_NPROBE)}
         return {}
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -296,9 +334,45 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(msg).split())[:300]
 
 
-def _row(e: Entry, vec: np.ndarray) -> dict[str, Any]:
-    return {"id": e.id, "vec": vec, "path": e.path, "camera": e.camera, "ts": e.timestamp,
+def _row(e: Entry, vec: np.ndarray, nullable: bool) -> dict[str, Any]:
+    ts = e.timestamp if e.timestamp is not None or nullable else math.nan  # NaN: no time (engine.py)
+    return {"id": e.id, "vec": vec, "path": e.path, "camera": e.camera, "ts": ts,
             "modality": e.modality, "device": e.device}
+
+
+def _row_bytes(e: Entry, dim: int) -> int:
+    """About what one row weighs in an insert request: the vector, the id, the timestamp, the strings."""
+    text = len(e.path.encode()) + len(e.camera.encode()) + len(e.modality.encode()) + len(e.device.encode())
+    return 4 * dim + 64 + 8 + text + 16
+
+
+def _batches(entries: Sequence[Entry], dim: int, max_bytes: int, max_rows: int) -> list[tuple[int, int]]:
+    """[start, end) ranges of ``entries`` to send one request each: at most ``max_bytes`` of rows
+    (one row alone may exceed it) and ``max_rows`` rows."""
+    out: list[tuple[int, int]] = []
+    start, size = 0, 0
+    for i, e in enumerate(entries):
+        b = _row_bytes(e, dim)
+        if i > start and (size + b > max_bytes or i - start >= max_rows):
+            out.append((start, i))
+            start, size = i, 0
+        size += b
+    if start < len(entries):
+        out.append((start, len(entries)))
+    return out
+
+
+def _in_flight(send: Callable[[tuple[int, int]], int], spans: list[tuple[int, int]], width: int) -> Iterator[int]:
+    """``send(span)`` for each span, ``width`` requests at a time, results in order; the first
+    failure is raised and the requests not yet sent are dropped."""
+    if width <= 1 or len(spans) <= 1:
+        yield from map(send, spans)
+        return
+    pool = ThreadPoolExecutor(width, thread_name_prefix="irreid-milvus-write")
+    try:
+        yield from pool.map(send, spans)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _rescore(q: np.ndarray, hits: Sequence[Any], top_k: int) -> list[Hit]:
@@ -346,7 +420,7 @@ def _release_lite(uri: StoreURI) -> None:
     server_manager_instance.release_server(uri.target)
 
 
-def _load(client: Any, uri: StoreURI, collection: str) -> None:
+def _load(client: Any, uri: StoreURI, collection: str, engine: Engine) -> None:
     """Load a collection. A Milvus Lite collection whose vector index files cannot be read (a
     process killed while writing them: they are written in place, not atomically) is loaded again
     after those files are removed; they are derived from the stored rows and are rebuilt."""
@@ -355,7 +429,7 @@ def _load(client: Any, uri: StoreURI, collection: str) -> None:
         return
     except Exception as e:
         first = e
-    sidecars = _lite_index_files(uri, collection)
+    sidecars = _lite_index_files(uri, collection, engine)
     if not sidecars:
         raise StoreError(f"{uri.text}: Milvus cannot load collection {collection}: {_one_line(first)}") from first
     for f in sidecars:
@@ -370,25 +444,21 @@ def _load(client: Any, uri: StoreURI, collection: str) -> None:
           f"{collection} ({_one_line(first)})", file=sys.stderr)
 
 
-def _lite_index_files(uri: StoreURI, collection: str) -> list[Path]:
-    """Milvus Lite 3.x's per-segment index files of ``collection`` (none for a server)."""
-    if uri.kind != "milvus-lite":
+def _lite_index_files(uri: StoreURI, collection: str, engine: Engine) -> list[Path]:
+    """The per-segment index files of ``collection`` an engine may leave half-written (Milvus Lite
+    3.x's; none for a server or Milvus Lite 2.x, whose one SQLite file is written transactionally)."""
+    if uri.kind != "milvus-lite" or not engine.index_files:
         return []
-    return sorted(Path(uri.target, "collections", collection, "partitions").glob("*/indexes/*.idx"))
+    return sorted(Path(uri.target).glob(engine.index_files.format(collection=collection)))
 
 
-def _connect(pm: Any, uri: StoreURI, token: str) -> Any:
+def _connect(pm: Any, uri: StoreURI, token: str, engine: Engine) -> Any:
     if uri.kind == "milvus-lite":
         import os
 
         folder = os.path.dirname(uri.target)
         if not os.path.isdir(folder):
             raise StoreError(f"{uri.text}: folder {folder} does not exist; create it or pick another path")
-        try:
-            import milvus_lite  # noqa: F401  (pymilvus loads it by name; say what to install if absent)
-        except ImportError:
-            raise StoreError(f"{uri.text}: Milvus Lite is not installed: `pip install milvus-lite` "
-                             "(or `pip install 'irreid-edge[milvus]'`)") from None
     t0 = time.monotonic()
     try:
         client = pm.MilvusClient(uri=uri.target, token=token, timeout=15)
@@ -400,17 +470,30 @@ def _connect(pm: Any, uri: StoreURI, token: str) -> Any:
         cause = e.__context__ or e.__cause__
         if uri.kind == "milvus-lite" and ("lock" in text.lower() or "lock" in str(cause).lower()
                                           or "Open local milvus failed" in text):
-            raise StoreError(f"{uri.text}: Milvus Lite could not open {uri.target} ({text}); another process "
-                             "may hold it (Milvus Lite serves one process at a time): stop that process, or "
-                             "share the gallery through a Milvus server (milvus://HOST:19530, docs/fleet.md)") from None
+            raise StoreError(f"{uri.text}: {engine.name} could not open {uri.target} ({text}); another process "
+                             f"may hold it (Milvus Lite serves one process at a time){engine.cannot_open}: stop that process, "
+                             "or share the gallery through a Milvus server (milvus://HOST:19530, docs/fleet.md)") from None
         raise StoreError(f"{uri.text}: cannot connect to Milvus at {uri.target} after "
                          f"{time.monotonic() - t0:.0f}s ({text}); is the server running and reachable? "
                          "(docs/fleet.md has the docker compose / helm links)") from None
 
 
+_DESCRIPTION_TAG = "irreid "  # a collection description that carries the properties (engine.py ``properties``)
+
+
 def _properties(client: Any, collection: str) -> dict[str, str]:
+    """The collection's properties, or those its description carries (Milvus Lite 2.x keeps no properties)."""
     desc = client.describe_collection(collection)
-    return {str(k): str(v) for k, v in (desc.get("properties") or {}).items()}
+    props = {str(k): str(v) for k, v in (desc.get("properties") or {}).items()}
+    text = str(desc.get("description") or "")
+    if "irreid.fingerprint" not in props and text.startswith(_DESCRIPTION_TAG):
+        try:
+            carried = json.loads(text[len(_DESCRIPTION_TAG):])
+        except ValueError:
+            carried = None
+        if isinstance(carried, dict):
+            props.update({str(k): str(v) for k, v in carried.items()})
+    return props
 
 
 def _check_existing(client: Any, uri: StoreURI, spec: ModelSpec, collection: str) -> str:
@@ -454,26 +537,42 @@ def _version() -> str:
         return "unknown"
 
 
-def _create(pm: Any, client: Any, uri: StoreURI, spec: ModelSpec, collection: str) -> str:
+def build_params(uri: StoreURI) -> dict[str, int]:
+    """The vector index's build parameters: the URI's options over the defaults (docs/fleet.md)."""
+    o = uri.options
+    if uri.index == "hnsw":
+        return {"M": o.get("M", HNSW_M), "efConstruction": o.get("efConstruction", HNSW_EF_CONSTRUCTION)}
+    if uri.index == "ivf_flat":
+        return {"nlist": o.get("nlist", IVF_NLIST)}
+    return {}
+
+
+def _create(pm: Any, client: Any, uri: StoreURI, spec: ModelSpec, collection: str, engine: Engine) -> str:
+    check_index(engine, uri)
     dt = pm.DataType
-    schema = pm.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    props = {"irreid.fingerprint": spec.fingerprint(), "irreid.spec": spec.to_json(), "irreid.index": uri.index,
+             "irreid.created_by": f"irreid-edge {_version()}"}
+    description = "" if engine.properties else _DESCRIPTION_TAG + json.dumps(props, sort_keys=True)
+    schema = pm.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=description)
     schema.add_field("id", dt.VARCHAR, is_primary=True, max_length=64)
     schema.add_field("vec", dt.FLOAT_VECTOR, dim=spec.embedding_dim)
     schema.add_field("path", dt.VARCHAR, max_length=MAX_PATH_BYTES)
     schema.add_field("camera", dt.VARCHAR, max_length=MAX_LABEL_BYTES)
-    schema.add_field("ts", dt.DOUBLE, nullable=True)
+    schema.add_field("ts", dt.DOUBLE, nullable=engine.nullable)
     schema.add_field("modality", dt.VARCHAR, max_length=MAX_LABEL_BYTES)
     schema.add_field("device", dt.VARCHAR, max_length=MAX_LABEL_BYTES)
-    o = uri.options
-    params: dict[str, int] = {}
-    if uri.index == "hnsw":
-        params = {"M": o.get("M", 16), "efConstruction": o.get("efConstruction", 200)}
-    elif uri.index == "ivf_flat":
-        params = {"nlist": o.get("nlist", 1024)}
+    params = build_params(uri)
     index_params = client.prepare_index_params()
-    index_params.add_index(field_name="vec", index_type=uri.index.upper(), metric_type="IP", params=params)
-    props = {"irreid.fingerprint": spec.fingerprint(), "irreid.spec": spec.to_json(), "irreid.index": uri.index,
-             "irreid.created_by": f"irreid-edge {_version()}"}
+    if engine.json_build_params and params:
+        # pymilvus 3.0 sends build parameters as flat key/value pairs (M=16, nlist=1024), which a
+        # Milvus server and Milvus Lite 2.x read, but Milvus Lite 3.2 reads only a JSON "params" pair
+        # (milvus_lite/adapter/grpc/translators/index.py) and silently built every index with its
+        # own defaults (IVF_FLAT nlist=128 whatever nlist= said). pymilvus flattens one level of
+        # ``params``, so {"params": params} arrives as that JSON pair.
+        index_params.add_index(field_name="vec", index_type=uri.index.upper(), metric_type="IP",
+                               params={"params": params})
+    else:
+        index_params.add_index(field_name="vec", index_type=uri.index.upper(), metric_type="IP", params=params)
     try:
         # Strong consistency: a device that just added an image finds it (re-adding stays idempotent).
         client.create_collection(collection, schema=schema, index_params=index_params, consistency_level="Strong",
