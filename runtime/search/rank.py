@@ -44,9 +44,10 @@ def _numpy_topk(queries: np.ndarray, gallery: np.ndarray, k: int, chunk_rows: in
     best_i, best_d = [], []
     for s in range(0, gallery.shape[0], chunk_rows):
         block = np.asarray(gallery[s:s + chunk_rows], dtype=np.float32)
+        sims = queries @ block.T
         if gallery.dtype == np.float16:  # stored rows: re-normalised (cosine), as every backend ranks them
-            block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
-        i, d = topk_from_distances(1.0 - queries @ block.T, k)
+            sims /= np.maximum(np.sqrt(np.einsum("ij,ij->i", block, block)), 1e-12)
+        i, d = topk_from_distances(1.0 - sims, k)
         best_i.append(i + s)
         best_d.append(d)
     all_i, all_d = np.concatenate(best_i, axis=1), np.concatenate(best_d, axis=1)
