@@ -34,7 +34,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 @pytest.fixture(scope="module")
 def server(setup: tuple[Path, Path, Path]) -> Iterator[Server]:
     tmp, model, gallery = setup
-    with running_server(model, gallery, "--header-timeout", "3", "--body-timeout", "2", "--max-connections",
+    with running_server(model, gallery, "--header-timeout", "3", "--body-timeout", "5", "--max-connections",
                         str(MAX_CONN), "--allow-host", "gallery.lan", log_dir=tmp) as s:
         yield s
 
