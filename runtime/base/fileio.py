@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterable, Iterator
@@ -33,14 +34,17 @@ __all__ = [
     "explain_full_disk",
     "file_sha256",
     "fsync_dir",
+    "live_temp",
     "open_regular",
     "pid_alive",
     "read_json",
     "remove_stale_temps",
     "temp_name",
+    "temp_writer_pid",
 ]
 
 _TMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")  # temp_name: .<name>.<pid>.<hex>.tmp
 
 
 class NotRegularFileError(ValueError):
@@ -108,6 +112,19 @@ def explain_full_disk(path: str | os.PathLike[str], what: str, then: str) -> Ite
 def temp_name(path: Path) -> Path:
     """``.<name>.<pid>.<random>.tmp`` beside ``path``: hidden, and the pid says whose it is."""
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+
+
+def temp_writer_pid(name: str) -> int | None:
+    """The writer's pid in a ``temp_name`` file name, or None when ``name`` is not one."""
+    m = _TEMP_NAME.match(name)
+    return int(m.group(1)) if m else None
+
+
+def live_temp(name: str) -> bool:
+    """Whether ``name`` is a ``temp_name`` file that another live process may still be writing.
+    Cleaners leave those alone; this process's own temps are not being written while it cleans."""
+    pid = temp_writer_pid(name)
+    return pid is not None and pid != os.getpid() and pid_alive(pid)
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | memoryview | Iterable[bytes | memoryview]) -> Path:

@@ -101,7 +101,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import secrets
 import struct
 import sys
@@ -118,8 +117,8 @@ from ..base.fileio import (
     atomic_write,
     explain_full_disk,
     fsync_dir,
+    live_temp,
     open_regular,
-    pid_alive,
     remove_stale_temps,
 )
 from ..spec import ModelSpec, SpecError
@@ -169,7 +168,6 @@ _SUM_KEY = b',"header_sha256":"'
 _SUM_TAIL = len(_SUM_KEY) + 64 + 2  # the key, 64 hex digits, '"}'
 _ZEROS = b"0" * 64
 _CHUNK_ROWS = 65536
-_TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
 _OPEN_TRIES = 5
 
 
@@ -810,8 +808,7 @@ def _clean_folder(p: Path) -> list[Path]:
     for name in names:
         if name in keep:
             continue
-        m = _TEMP.match(name)
-        if m and int(m.group(1)) != os.getpid() and pid_alive(int(m.group(1))):
+        if live_temp(name):
             continue
         with contextlib.suppress(OSError):
             os.unlink(folder / name)

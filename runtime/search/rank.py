@@ -36,6 +36,11 @@ __all__ = ["SEARCH_BACKENDS", "clear_int8_cache", "int8_searcher", "search_index
 _int8_cache: list[Int8Searcher] = []  # at most one: it holds an int8 copy of a gallery
 
 
+def _row_norms(x: np.ndarray) -> np.ndarray:
+    """(N,) L2 norms of float32 rows, at least 1e-12 (a row of zeros scores 0)."""
+    return np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x)), 1e-12)
+
+
 def _numpy_topk(queries: np.ndarray, gallery: np.ndarray, k: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
     if gallery.dtype == np.float32:
         sims = queries @ gallery.T  # (Q, N): one BLAS call; memory-bandwidth bound for small Q
@@ -46,7 +51,7 @@ def _numpy_topk(queries: np.ndarray, gallery: np.ndarray, k: int, chunk_rows: in
         block = np.asarray(gallery[s:s + chunk_rows], dtype=np.float32)
         sims = queries @ block.T
         if gallery.dtype == np.float16:  # stored rows: re-normalised (cosine), as every backend ranks them
-            sims /= np.maximum(np.sqrt(np.einsum("ij,ij->i", block, block)), 1e-12)
+            sims /= _row_norms(block)
         i, d = topk_from_distances(1.0 - sims, k)
         best_i.append(i + s)
         best_d.append(d)
@@ -63,7 +68,7 @@ def _faiss_topk(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.nd
     index = faiss.IndexFlatIP(gallery.shape[1])
     rows = np.array(gallery, dtype=np.float32)
     if gallery.dtype == np.float16:  # stored rows: re-normalised, as _numpy_topk does
-        rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        rows /= _row_norms(rows)[:, None]
     index.add(rows)
     sims, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, gallery.shape[0]))
     return idx.astype(np.int64), (1.0 - sims).astype(np.float32)

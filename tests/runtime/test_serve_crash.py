@@ -29,7 +29,7 @@ pytest.importorskip("uvicorn", reason="serve needs the `serve` extra: pip instal
 from serve_fixtures import Server, running_server
 
 from runtime.api import open_encoder
-from runtime.base.fileio import pid_alive
+from runtime.base.fileio import live_temp
 from runtime.gallery.store.local import LocalStore
 
 IDS = 24
@@ -106,7 +106,7 @@ def _state(gallery: Path, spec: object, images: dict[str, bytes]) -> dict[str, b
         assert sorted(rows.get(sha, [])) == sorted(files.get(sha, [])), (sha, rows.get(sha), files.get(sha))
     # a killed writer's temp files are gone; the new server may be writing one of its own right now
     # (a segment's first open leaves a .verified marker, through a temp file named with its pid)
-    left = [t for t in gallery.rglob(".*.tmp") if not pid_alive(int(t.name.rsplit(".", 3)[1]))]
+    left = [t for t in gallery.rglob(".*.tmp") if not live_temp(t.name)]
     assert not left, "temp files of killed writers left in the gallery after the restart"
     return {sha: sha in rows for sha in images}
 

@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import io
 import os
-import re
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ...base.fileio import fsync_dir, pid_alive
+from ...base.fileio import fsync_dir, live_temp, temp_writer_pid
 from ...spec import atomic_write_bytes
 from ..index import default_index_path
 from ..scan import INDEX_DIRNAME, scan_gallery
@@ -45,7 +44,6 @@ __all__ = ["ADDED_DIR", "DELETED_DIR", "Gallery", "PendingAdd", "WriteResult", "
 ADDED_DIR = "added"
 DELETED_DIR = f"{INDEX_DIRNAME}/deleted"
 _SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp", "PPM": ".ppm"}
-_TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")  # runtime.base.fileio.temp_name: .<name>.<pid>.<hex>.tmp
 
 
 @dataclass(frozen=True)
@@ -295,9 +293,7 @@ class Gallery:
             walks.append((str(index_dir), [], [p.name for p in index_dir.iterdir() if p.is_file()]))
         for dirpath, _, names in walks:
             for name in names:
-                m = _TEMP.match(name)
-                pid = int(m.group(1)) if m else 0
-                if m and (pid == os.getpid() or not pid_alive(pid)):  # this process is not writing while it cleans
+                if temp_writer_pid(name) is not None and not live_temp(name):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(dirpath, name))
                         removed.append(Path(dirpath, name))
