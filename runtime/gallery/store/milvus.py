@@ -563,16 +563,10 @@ def _create(pm: Any, client: Any, uri: StoreURI, spec: ModelSpec, collection: st
     schema.add_field("device", dt.VARCHAR, max_length=MAX_LABEL_BYTES)
     params = build_params(uri)
     index_params = client.prepare_index_params()
-    if engine.json_build_params and params:
-        # pymilvus 3.0 sends build parameters as flat key/value pairs (M=16, nlist=1024), which a
-        # Milvus server and Milvus Lite 2.x read, but Milvus Lite 3.2 reads only a JSON "params" pair
-        # (milvus_lite/adapter/grpc/translators/index.py) and silently built every index with its
-        # own defaults (IVF_FLAT nlist=128 whatever nlist= said). pymilvus flattens one level of
-        # ``params``, so {"params": params} arrives as that JSON pair.
-        index_params.add_index(field_name="vec", index_type=uri.index.upper(), metric_type="IP",
-                               params={"params": params})
-    else:
-        index_params.add_index(field_name="vec", index_type=uri.index.upper(), metric_type="IP", params=params)
+    # Milvus Lite 3.x reads build parameters only as one JSON "params" pair (engine.py); pymilvus
+    # flattens one level of ``params``, so {"params": params} arrives as that pair.
+    sent = {"params": params} if engine.json_build_params and params else params
+    index_params.add_index(field_name="vec", index_type=uri.index.upper(), metric_type="IP", params=sent)
     try:
         # Strong consistency: a device that just added an image finds it (re-adding stays idempotent).
         client.create_collection(collection, schema=schema, index_params=index_params, consistency_level="Strong",
